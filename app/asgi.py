@@ -1,0 +1,103 @@
+"""The composition root. `create_app(settings)` builds the whole application and does no I/O until
+the server starts it; importing this module has no side effects.
+
+Run it with `botlyne serve`, or `uvicorn app.asgi:create_app --factory`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+import anyio
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from loguru import logger
+
+from app.config import Settings, load_settings
+from app.core.db import create_engine, create_sessionmaker, provide_db_session
+from app.core.errors import EXCEPTION_HANDLERS
+from app.core.logging import configure_logging
+from app.core.middleware import request_context_middleware
+from app.core.openapi import document_api_errors
+from app.core.migrations import database_url_for, upgrade
+from app.domain.health.controllers import HealthController
+from app.domain.orgs.auth import provide_principal
+from app.domain.orgs.controllers import ApiKeyController, OrganizationController
+from app.domain.orgs.service import bootstrap
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> Router:
+    """Everything under /api/v1 that is authenticated by API key."""
+    return Router(
+        path=API_PREFIX,
+        route_handlers=[OrganizationController, ApiKeyController],
+        dependencies={"principal": Provide(provide_principal)},
+        security=[{"BearerAuth": []}, {"ApiKeyAuth": []}],
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Botlyne",
+        version="1.0.0",
+        description="Knowledge-base support bot with human agent hand-off.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http", scheme="bearer", description="An API key as a bearer token"
+                ),
+                "ApiKeyAuth": SecurityScheme(
+                    type="apiKey", name="X-API-Key", security_scheme_in="header"
+                ),
+            }
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.enable_structured_logging)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        url = await anyio.to_thread.run_sync(database_url_for, settings)
+        if settings.auto_migrate:
+            await anyio.to_thread.run_sync(upgrade, url)
+        engine = create_engine(settings, url)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker = create_sessionmaker(engine)
+        app.state.settings = settings
+        async with sessionmaker.begin() as session:
+            key = await bootstrap(session, settings.bootstrap_admin_key)
+        if key is not None:
+            # The one time this key is shown; stderr, never the log stream.
+            sys.stderr.write(
+                f"Created organization 'default'. Its admin API key (shown once): {key}\n"
+            )
+        logger.info("botlyne started")
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = Litestar(
+        route_handlers=[HealthController, api_router()],
+        dependencies={"db_session": Provide(provide_db_session)},
+        middleware=[request_context_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        logging_config=None,
+        debug=False,
+    )
+    document_api_errors(app, API_PREFIX)
+    return app

@@ -1,0 +1,125 @@
+"""The `botlyne` console script: serve, database migrations and organizations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from alembic import command
+
+from app.config import ConfigError, Settings, load_settings
+from app.core.logging import configure_logging
+from app.core.migrations import alembic_config, database_url_for, upgrade
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    url = database_url_for(settings)
+    if settings.auto_migrate:
+        upgrade(url)
+    # Worker processes read their settings from the environment: hand them the resolved database
+    # (the embedded server this process started) and tell them migrations are done.
+    os.environ["DATABASE_URL"] = url
+    os.environ["AUTO_MIGRATE"] = "false"
+    uvicorn.run(
+        "app.asgi:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # the webhook decides client IPs itself, from TRUSTED_PROXIES
+        server_header=False,
+    )
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "sql":
+        command.upgrade(alembic_config(), f"{args.revision or 'head'}", sql=True)
+        return 0
+    config = alembic_config(database_url_for(settings))
+    if args.action == "upgrade":
+        command.upgrade(config, args.revision or "head")
+    elif args.action == "downgrade":
+        if not args.revision:
+            print("botlyne db downgrade: a revision is required (e.g. -1 or base)", file=sys.stderr)
+            return 2
+        command.downgrade(config, args.revision)
+    elif args.action == "current":
+        command.current(config)
+    else:
+        command.check(config)
+    return 0
+
+
+def _org_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.core.db import create_engine, create_sessionmaker
+    from app.domain.orgs.service import create_organization
+
+    url = database_url_for(settings)
+    if settings.auto_migrate:
+        upgrade(url)
+
+    async def run() -> tuple[str, str]:
+        engine = create_engine(settings, url)
+        try:
+            async with create_sessionmaker(engine).begin() as session:
+                org, key = await create_organization(session, args.name)
+                return str(org.id), key
+        finally:
+            await engine.dispose()
+
+    org_id, key = asyncio.run(run())
+    if args.json:
+        print(json.dumps({"org_id": org_id, "api_key": key}))
+    else:
+        print(f"organization {args.name}: {org_id}\nadmin API key (shown once): {key}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botlyne", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database migrations (Alembic)")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current", "sql", "check"])
+    db.add_argument("revision", nargs="?", help="target revision (upgrade, downgrade, sql)")
+    db.set_defaults(handler=_db)
+
+    org = commands.add_parser("org", help="organizations")
+    org_commands = org.add_subparsers(dest="org_command", required=True)
+    create = org_commands.add_parser("create", help="create an organization and its admin key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(handler=_org_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"botlyne: configuration error: {exc}", file=sys.stderr)
+        return 2
+    # Logs go to stderr for commands whose stdout is their result (JSON, SQL).
+    configure_logging(settings.log_level, settings.enable_structured_logging and args.command == "serve")
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Settings from the environment (and a `.env` file), validated once at start.
+
+Every field has a working default so a bare start serves. The environment variable of a field is
+its name in upper case. A bad value raises `ConfigError` whose message is one line naming the
+variable; the CLI prints it and exits, so the service never starts half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    database_url: str | None = None
+    database_pool_size: int = 10
+    botlyne_data_dir: str = "./.botlyne"
+    auto_migrate: bool = True
+    bootstrap_admin_key: str | None = None
+
+    redis_url: str | None = None
+
+    google_api_key: str | None = None
+    google_api_base_url: str | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_timeout_seconds: float = 20.0
+
+    evolution_api_base_url: str | None = None
+    evolution_api_global_key: str | None = None
+
+    webhook_signature_secret: str | None = None
+    webhook_timestamp_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 1_048_576
+    allowed_webhook_ips: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limit_requests_per_minute: int = 60
+    rate_limit_requests_per_hour: int = 1000
+
+    circuit_breaker_failure_threshold: int = 5
+    circuit_breaker_timeout: float = 60.0
+
+    log_level: str = "INFO"
+    enable_structured_logging: bool = True
+    alert_webhook_url: str | None = None
+    observability_token: str | None = None
+
+    # Fields whose environment value is a comma-separated list.
+    list_fields: ClassVar[frozenset[str]] = frozenset({"allowed_webhook_ips", "trusted_proxies"})
+
+    def __post_init__(self) -> None:
+        for name in (
+            "database_pool_size",
+            "webhook_timestamp_tolerance_seconds",
+            "webhook_max_body_bytes",
+            "rate_limit_requests_per_minute",
+            "rate_limit_requests_per_hour",
+            "circuit_breaker_failure_threshold",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.upper()}: must be a positive integer")
+        for name in ("gemini_timeout_seconds", "circuit_breaker_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.upper()}: must be a positive number of seconds")
+        if self.bootstrap_admin_key is not None and len(self.bootstrap_admin_key) < 24:
+            raise ValueError("BOOTSTRAP_ADMIN_KEY: must be at least 24 characters")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+        if self.database_url is not None:
+            _check_url("DATABASE_URL", self.database_url, ("postgresql", "postgresql+asyncpg"))
+        if self.redis_url is not None:
+            _check_url("REDIS_URL", self.redis_url, ("redis", "rediss", "unix"))
+        for name in ("google_api_base_url", "evolution_api_base_url", "alert_webhook_url"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_url(name.upper(), value, ("http", "https"))
+        _check_networks("ALLOWED_WEBHOOK_IPS", self.allowed_webhook_ips)
+        _check_networks("TRUSTED_PROXIES", self.trusted_proxies)
+
+    @property
+    def async_database_url(self) -> str | None:
+        """The configured URL with the asyncpg driver, whatever scheme the operator wrote."""
+        if self.database_url is None:
+            return None
+        scheme, sep, rest = self.database_url.partition("://")
+        return f"postgresql+asyncpg{sep}{rest}" if scheme == "postgresql" else self.database_url
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.botlyne_data_dir).expanduser().resolve()
+
+
+def _check_url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"{variable}: scheme must be one of {', '.join(schemes)}")
+    if parts.scheme in ("http", "https") and not parts.netloc:
+        raise ValueError(f"{variable}: must be an absolute URL")
+
+
+def _check_networks(variable: str, entries: tuple[str, ...]) -> None:
+    if not entries:
+        return
+    from app.core.security.ip import parse_networks
+
+    try:
+        parse_networks(entries)
+    except ValueError as exc:
+        raise ValueError(f"{variable}: {exc}") from None
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse the `KEY=value` lines of a `.env` file; `#` comments and quotes as shells write them."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Build Settings from `.env` overlaid by the process environment; raise ConfigError."""
+    source: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+    source.update(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(Settings):
+        value = source.get(field.name.upper())
+        if value is None or (value == "" and field.default is None):
+            continue
+        if field.name in Settings.list_fields:
+            raw[field.name] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            raw[field.name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    # msgspec names the field as "at `$.field`"; operators know the variable, not the field.
+    head, sep, where = message.partition(" - at `$.")
+    if sep:
+        field = where.split("`", 1)[0].split("[", 1)[0]
+        return f"{field.upper()}: {head}"
+    return message
+

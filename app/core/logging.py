@@ -1,0 +1,108 @@
+"""Logging: loguru is the one sink; stdlib loggers (uvicorn, litestar, sqlalchemy, alembic) feed it.
+
+With structured logging on, each record is one JSON object per line on stdout with `timestamp`,
+`level`, `message`, `service`, `request_id`, and `exception: {type, message}` on errors. The
+request id comes from a context variable set by the request middleware, so every line logged
+while serving a request carries it without any caller passing it along.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+SERVICE = "botlyne"
+_encoder = msgspec.json.Encoder()
+# Context keys a caller may bind; anything else bound stays out of the JSON line so a careless
+# `logger.bind(body=...)` cannot leak a payload.
+_EXTRA_KEYS = (
+    "org_id",
+    "integration_id",
+    "conversation_id",
+    "route",
+    "method",
+    "status_code",
+    "reason",
+    "component",
+    "duration_ms",
+    "event",
+)
+
+
+def _patch_request_id(record: Record) -> None:
+    record["extra"].setdefault("request_id", request_id_var.get())
+
+
+def _json_sink(message: Message) -> None:
+    record = message.record
+    entry: dict[str, Any] = {
+        "timestamp": record["time"].astimezone(UTC).isoformat(timespec="milliseconds"),
+        "level": record["level"].name,
+        "message": record["message"],
+        "service": SERVICE,
+        "request_id": record["extra"].get("request_id"),
+        "logger": record["name"],
+    }
+    for key in _EXTRA_KEYS:
+        if key in record["extra"]:
+            entry[key] = record["extra"][key]
+    if record["exception"] is not None and record["exception"].type is not None:
+        entry["exception"] = {
+            "type": record["exception"].type.__name__,
+            "message": str(record["exception"].value),
+        }
+    sys.stdout.write(_encoder.encode(entry).decode() + "\n")
+    sys.stdout.flush()
+
+
+class _InterceptHandler(logging.Handler):
+    """Hands stdlib log records to loguru, keeping the original logger name and level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.patch(lambda r: r.update(name=record.name)).opt(
+            exception=record.exc_info if record.exc_info else None
+        ).log(level, record.getMessage())
+
+
+def configure_logging(level: str = "INFO", structured: bool = True) -> None:
+    """Install the one sink. Safe to call again (tests, CLI sub-commands): it replaces sinks."""
+    logger.remove()
+    logger.configure(patcher=_patch_request_id)
+    if structured:
+        logger.add(_json_sink, level=level.upper(), backtrace=False, diagnose=False)
+    else:
+        logger.add(
+            sys.stderr,
+            level=level.upper(),
+            backtrace=False,
+            diagnose=False,
+            format=(
+                "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
+                "<cyan>{extra[request_id]}</cyan> {name}: <level>{message}</level>"
+            ),
+        )
+    handler = _InterceptHandler()
+    logging.basicConfig(handlers=[handler], level=0, force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "alembic"):
+        named = logging.getLogger(name)
+        named.handlers = [handler]
+        named.propagate = False
+    # Access lines would repeat what the request metrics already count, and uvicorn's would
+    # print raw paths with query strings, which may carry tokens.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)

@@ -1,0 +1,6 @@
+"""Every model module, imported so `Base.metadata` is complete for Alembic and the app."""
+
+from app.db.models.audit import AuditLog
+from app.db.models.orgs import ApiKey, Organization
+
+__all__ = ["ApiKey", "AuditLog", "Organization"]
