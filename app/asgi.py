@@ -23,8 +23,8 @@ from app.core.db import create_engine, create_sessionmaker, provide_db_session
 from app.core.errors import EXCEPTION_HANDLERS
 from app.core.logging import configure_logging
 from app.core.middleware import request_context_middleware
-from app.core.openapi import document_api_errors
 from app.core.migrations import database_url_for, upgrade
+from app.core.openapi import document_api_errors
 from app.domain.health.controllers import HealthController
 from app.domain.orgs.auth import provide_principal
 from app.domain.orgs.controllers import ApiKeyController, OrganizationController

@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"botlyne: configuration error: {exc}", file=sys.stderr)
         return 2
     # Logs go to stderr for commands whose stdout is their result (JSON, SQL).
-    configure_logging(settings.log_level, settings.enable_structured_logging and args.command == "serve")
+    configure_logging(
+        settings.log_level, settings.enable_structured_logging and args.command == "serve"
+    )
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)
 

@@ -120,7 +120,7 @@ def _check_networks(variable: str, entries: tuple[str, ...]) -> None:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse the `KEY=value` lines of a `.env` file; `#` comments and quotes as shells write them."""
+    """Parse the `KEY=value` lines of a `.env` file (comments, `export` and quotes allowed)."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
@@ -165,4 +165,3 @@ def _one_line(exc: msgspec.ValidationError) -> str:
         field = where.split("`", 1)[0].split("[", 1)[0]
         return f"{field.upper()}: {head}"
     return message
-

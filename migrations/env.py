@@ -42,8 +42,8 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from app.core.migrations import database_url_for
     from app.config import load_settings
+    from app.core.migrations import database_url_for
 
     return database_url_for(load_settings())
 

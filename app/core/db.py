@@ -68,6 +68,8 @@ async def set_actor(session: AsyncSession, user_id: str | None, org_id: str | No
     request that borrows it.
     """
     await session.execute(
-        text("SELECT set_config('app.user_id', :user_id, true), set_config('app.org_id', :org, true)"),
+        text(
+            "SELECT set_config('app.user_id', :user_id, true), set_config('app.org_id', :org, true)"
+        ),
         {"user_id": user_id or "", "org": org_id or ""},
     )

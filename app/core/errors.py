@@ -37,7 +37,10 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "57014": (HTTP_503_SERVICE_UNAVAILABLE, "The database took too long, retry the request"),
 }
 # Codes raised by Botlyne's own triggers and functions (`RAISE ... USING ERRCODE = 'BL409'`).
-TRIGGER_ERRORS: dict[str, int] = {"BL409": HTTP_409_CONFLICT, "BL422": HTTP_422_UNPROCESSABLE_ENTITY}
+TRIGGER_ERRORS: dict[str, int] = {
+    "BL409": HTTP_409_CONFLICT,
+    "BL422": HTTP_422_UNPROCESSABLE_ENTITY,
+}
 # Connection-level trouble: the database is away, not the request wrong.
 UNAVAILABLE_CLASSES = ("08", "53", "57P")
 RETRY_AFTER_SECONDS = "5"
@@ -93,7 +96,11 @@ def validation_error_handler(
     # With field details the input was well-formed but did not fit: 422. Without, it could not
     # even be read (truncated JSON, wrong encoding): 400.
     if exc.extra:
-        body = {"status_code": HTTP_422_UNPROCESSABLE_ENTITY, "detail": exc.detail, "extra": exc.extra}
+        body = {
+            "status_code": HTTP_422_UNPROCESSABLE_ENTITY,
+            "detail": exc.detail,
+            "extra": exc.extra,
+        }
         return Response(body, status_code=HTTP_422_UNPROCESSABLE_ENTITY, media_type=MediaType.JSON)
     return _error(exc.status_code, exc.detail)
 
@@ -111,9 +118,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     route = request.scope.get("path_template") or "unmatched"
-    logger.bind(route=route, method=request.method).opt(exception=exc).error(
-        "unhandled error"
-    )
+    logger.bind(route=route, method=request.method).opt(exception=exc).error("unhandled error")
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
 
 

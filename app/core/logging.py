@@ -74,7 +74,7 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.patch(lambda r: r.update(name=record.name)).opt(
+        logger.patch(lambda r: r.update({"name": record.name})).opt(
             exception=record.exc_info if record.exc_info else None
         ).log(level, record.getMessage())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from app.core.logging import request_id_var
@@ -19,7 +20,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The client's id when it is short and plain, else a fresh one (never trust it blindly)."""
     for name, value in headers:
         if name == REQUEST_ID_HEADER:

@@ -33,10 +33,10 @@ class Repository(Generic[ModelT]):
     async def get(self, id_: uuid.UUID) -> ModelT | None:
         return await self.session.get(self.model, id_)
 
-    async def one_or_none(self, statement: Select[tuple[ModelT]]) -> ModelT | None:
+    async def one_or_none(self, statement: Select[ModelT]) -> ModelT | None:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def all(self, statement: Select[tuple[ModelT]]) -> Sequence[ModelT]:
+    async def all(self, statement: Select[ModelT]) -> Sequence[ModelT]:
         return (await self.session.execute(statement)).scalars().all()
 
     async def update(self, instance: ModelT, values: dict[str, Any]) -> ModelT:
@@ -54,15 +54,19 @@ class OrgScopedRepository(Repository[ModelT]):
         super().__init__(session)
         self.org_id = org_id
 
-    def select(self) -> Select[tuple[ModelT]]:
+    def select(self) -> Select[ModelT]:
         return select(self.model).where(self.model.org_id == self.org_id)  # type: ignore[attr-defined]
 
     async def get(self, id_: uuid.UUID) -> ModelT | None:
         return await self.one_or_none(self.select().where(self.model.id == id_))  # type: ignore[attr-defined]
 
     async def count(self) -> int:
-        statement = select(func.count()).select_from(self.model).where(
-            self.model.org_id == self.org_id  # type: ignore[attr-defined]
+        statement = (
+            select(func.count())
+            .select_from(self.model)
+            .where(
+                self.model.org_id == self.org_id  # type: ignore[attr-defined]
+            )
         )
         return int((await self.session.execute(statement)).scalar_one())
 

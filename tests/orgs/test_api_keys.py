@@ -34,13 +34,12 @@ async def test_bearer_and_x_api_key_both_work(client: Client) -> None:
 async def test_key_is_shown_once_and_stored_hashed(
     client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
 ) -> None:
-    created = await client.post(
-        "/api/v1/api-keys", json={"name": "ci"}, headers=admin_headers
-    )
+    created = await client.post("/api/v1/api-keys", json={"name": "ci"}, headers=admin_headers)
     assert created.status_code == 201
     body = created.json()
     key = body["api_key"]
-    assert key.startswith("bl_") and len(key) > 40
+    assert key.startswith("bl_")
+    assert len(key) > 40
     assert body["prefix"] == key[:12]
 
     listed = (await client.get("/api/v1/api-keys", headers=admin_headers)).json()
@@ -49,7 +48,9 @@ async def test_key_is_shown_once_and_stored_hashed(
 
     async with clean_db.connect() as connection:
         stored = (await connection.execute(text("SELECT key_hash FROM api_keys"))).scalars().all()
-        audit = (await connection.execute(text("SELECT new_values::text FROM audit_logs"))).scalars()
+        audit = (
+            await connection.execute(text("SELECT new_values::text FROM audit_logs"))
+        ).scalars()
         assert key not in "".join(stored)
         assert all("key_hash" not in row for row in audit)
 

@@ -34,7 +34,9 @@ async def test_api_updates_are_audited_with_the_acting_key(
     created = await client.post("/api/v1/api-keys", json={"name": "n"}, headers=admin_headers)
     await client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=admin_headers)
 
-    updates = [r for r in await _audit_rows(clean_db, "organizations") if r["operation"] == "UPDATE"]
+    updates = [
+        r for r in await _audit_rows(clean_db, "organizations") if r["operation"] == "UPDATE"
+    ]
     assert len(updates) == 1
     assert updates[0]["old_values"]["name"] == "default"  # type: ignore[index]
     assert updates[0]["new_values"]["name"] == "acme"  # type: ignore[index]

@@ -1,4 +1,4 @@
-"""API keys: generated with 256 bits of entropy, stored as a SHA-256 hash, compared in constant time.
+"""API keys: 256 random bits, stored as a SHA-256 hash, compared in constant time.
 
 A key is found by its first `PREFIX_LENGTH` characters (stored in clear, useful to tell keys apart
 in listings); the rest never leaves the response that created it. A fast hash is enough: the keys

@@ -1,4 +1,4 @@
-"""Kubernetes probes: liveness without I/O, readiness when the database answers at the head schema."""
+"""Kubernetes probes: liveness without I/O; readiness when the database answers at the head."""
 
 from __future__ import annotations
 

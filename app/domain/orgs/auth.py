@@ -13,6 +13,7 @@ from typing import TypeAlias
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from loguru import logger
 
 from app.core.db import DbSession, set_actor
 from app.core.security.keys import key_matches, key_prefix
@@ -38,14 +39,14 @@ class Principal:
             raise PermissionDeniedException("This operation needs an admin API key")
 
 
-def presented_key(request: Request) -> str | None:  # type: ignore[type-arg]
+def presented_key(request: Request) -> str | None:
     authorization = request.headers.get("authorization")
     if authorization is not None and authorization[: len(BEARER)].lower() == BEARER:
         return authorization[len(BEARER) :].strip() or None
     return request.headers.get("x-api-key") or None
 
 
-async def provide_principal(request: Request, db_session: DbSession) -> Principal:  # type: ignore[type-arg]
+async def provide_principal(request: Request, db_session: DbSession) -> Principal:
     key = presented_key(request)
     if key is None:
         raise NotAuthorizedException("Missing API key", headers={"WWW-Authenticate": "Bearer"})
@@ -53,6 +54,7 @@ async def provide_principal(request: Request, db_session: DbSession) -> Principa
     if len(key) <= MAX_KEY_LENGTH:
         row = await ApiKeyLookup(db_session).by_prefix(key_prefix(key))
     if row is None or not key_matches(key, row.key_hash):
+        logger.info("rejected an unknown API key")
         raise NotAuthorizedException("Invalid API key", headers={"WWW-Authenticate": "Bearer"})
     await set_actor(db_session, str(row.id), str(row.org_id))
     request.scope["state"]["org_id"] = str(row.org_id)

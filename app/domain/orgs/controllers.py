@@ -27,9 +27,7 @@ class OrganizationController(Controller):
     tags = ["organization"]
 
     @get("/", summary="The caller's organization")
-    async def get_organization(
-        self, db_session: DbSession, principal: Caller
-    ) -> OrganizationOut:
+    async def get_organization(self, db_session: DbSession, principal: Caller) -> OrganizationOut:
         org = await OrganizationService(db_session, principal).current()
         return msgspec.convert(org, OrganizationOut, from_attributes=True)
 

@@ -82,9 +82,7 @@ class ApiKeyService:
         self.principal = principal
         self.keys = ApiKeyRepository(session, principal.org_id)
 
-    async def create(
-        self, name: str, role: str, agent_id: uuid.UUID | None
-    ) -> tuple[ApiKey, str]:
+    async def create(self, name: str, role: str, agent_id: uuid.UUID | None) -> tuple[ApiKey, str]:
         return await issue_key(self.session, self.principal.org_id, name, role, agent_id)
 
     async def list(self) -> Sequence[ApiKey]:

@@ -1,0 +1,447 @@
+"""GCRA rate limiting: exactness, multi-limit atomicity, Redis/memory parity, fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from loguru import logger
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from app.core.security.ratelimit import (
+    Decision,
+    FallbackRateLimiter,
+    Limit,
+    MemoryRateLimiter,
+    RedisRateLimiter,
+    policy_header,
+    ratelimit_header,
+)
+
+from .conftest import core_redis_url
+
+MINUTE = Limit("minute", 60, 60)
+HOUR = Limit("hour", 1000, 3600)
+
+
+class FakeClock:
+    """Monotonic clock in whole microseconds, so tests can step exactly."""
+
+    def __init__(self) -> None:
+        self.us = 1_000_000_000
+
+    def __call__(self) -> float:
+        return self.us / 1_000_000
+
+    def advance(self, seconds: float) -> None:
+        self.us += round(seconds * 1_000_000)
+
+
+def summary(decision: Decision) -> tuple[object, ...]:
+    return (
+        decision.allowed,
+        decision.remaining,
+        decision.reset_seconds,
+        decision.retry_after,
+        decision.limit.name,
+        tuple((s.limit.name, s.blocked, s.remaining) for s in decision.limits),
+    )
+
+
+# --- value objects and headers ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "quota", "window"),
+    [("", 1, 1), ("a:b", 1, 1), ('a"b', 1, 1), ("ok", 0, 1), ("ok", 1, 0), ("ok", 2_000_001, 2)],
+)
+def test_limit_validation(name: str, quota: int, window: int) -> None:
+    with pytest.raises(ValueError):
+        Limit(name, quota, window)
+
+
+def test_limit_intervals() -> None:
+    assert MINUTE.interval_us == 1_000_000
+    assert HOUR.interval_us == 3_600_000
+    odd = Limit("odd", 7, 60)
+    assert odd.interval_us == 8_571_428
+    assert odd.tolerance_us == 7 * 8_571_428
+
+
+def test_headers() -> None:
+    assert policy_header([MINUTE, HOUR]) == '"minute";q=60;w=60, "hour";q=1000;w=3600'
+    limiter = MemoryRateLimiter(clock=FakeClock())
+    decision = limiter.hit_now("k", [MINUTE, HOUR])
+    assert ratelimit_header(decision) == '"minute";r=59;t=1'
+
+
+async def test_bad_calls_raise() -> None:
+    limiter = MemoryRateLimiter()
+    with pytest.raises(ValueError):
+        await limiter.hit("", [MINUTE])
+    with pytest.raises(ValueError):
+        await limiter.hit("k", [])
+    with pytest.raises(ValueError):
+        await limiter.hit("k", [MINUTE, Limit("minute", 5, 5)])
+    with pytest.raises(ValueError):
+        MemoryRateLimiter(max_keys=0)
+
+
+# --- memory limiter (deterministic clock) -------------------------------------------
+
+
+def test_memory_exact_burst_then_refill() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    decisions = [limiter.hit_now("k", [MINUTE]) for _ in range(60)]
+    assert all(d.allowed for d in decisions)
+    assert [d.remaining for d in decisions] == list(range(59, -1, -1))
+    assert decisions[-1].reset_seconds == 60
+
+    denied = limiter.hit_now("k", [MINUTE])
+    assert (denied.allowed, denied.remaining, denied.retry_after) == (False, 0, 1)
+
+    clock.advance(0.999_999)
+    assert not limiter.hit_now("k", [MINUTE]).allowed
+    clock.advance(0.000_001)
+    assert limiter.hit_now("k", [MINUTE]).allowed  # exactly one cell came back
+    assert not limiter.hit_now("k", [MINUTE]).allowed
+
+    clock.advance(60)
+    assert sum(limiter.hit_now("k", [MINUTE]).allowed for _ in range(70)) == 60
+
+
+def test_memory_non_integer_interval_keeps_exact_burst() -> None:
+    limiter = MemoryRateLimiter(clock=FakeClock())
+    odd = Limit("odd", 7, 60)
+    assert [limiter.hit_now("k", [odd]).allowed for _ in range(8)] == [True] * 7 + [False]
+
+
+def test_memory_rejection_by_one_limit_does_not_consume_the_other() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    short, long = Limit("short", 2, 1), Limit("long", 5, 3600)
+    for _ in range(10):
+        limiter.hit_now("k", [short, long])
+    decision = limiter.hit_now("k", [short, long])
+    statuses = {s.limit.name: s for s in decision.limits}
+    assert decision.limit == short
+    assert statuses["short"].blocked and not statuses["long"].blocked
+    assert statuses["long"].remaining == 3  # only the 2 admitted requests counted
+
+
+def test_memory_most_constraining_limit_is_reported() -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    minute, hour = Limit("minute", 5, 60), Limit("hour", 3, 3600)
+    results = [limiter.hit_now("k", [minute, hour]) for _ in range(4)]
+    assert [r.limit.name for r in results] == ["hour"] * 4
+    assert [r.remaining for r in results[:3]] == [2, 1, 0]
+    assert not results[3].allowed
+    assert results[3].retry_after == 1200
+
+
+def test_memory_evicts_least_recently_used() -> None:
+    limiter = MemoryRateLimiter(max_keys=3, clock=FakeClock())
+    one = Limit("one", 1, 3600)
+    for key in "abc":
+        assert limiter.hit_now(key, [one]).allowed
+    assert not limiter.hit_now("a", [one]).allowed  # touches "a": now most recent
+    limiter.hit_now("d", [one])
+    assert len(limiter) == 3
+    assert "b" not in limiter and "a" in limiter
+    # Evicted history is forgotten: "b" gets a fresh allowance, "a" still does not.
+    assert limiter.hit_now("b", [one]).allowed
+    assert not limiter.hit_now("a", [one]).allowed
+
+
+def test_memory_bounded_under_key_flood() -> None:
+    limiter = MemoryRateLimiter(max_keys=100, clock=FakeClock())
+    for i in range(5_000):
+        limiter.hit_now(f"k{i}", [MINUTE])
+    assert len(limiter) == 100
+
+
+@given(
+    steps=st.lists(st.integers(0, 2_000_000), max_size=120),
+    quota=st.integers(1, 8),
+    window=st.integers(1, 6),
+)
+def test_gcra_rate_bound_and_exact_retry(steps: list[int], quota: int, window: int) -> None:
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    limit = Limit("l", quota, window)
+    start, admitted = clock.us, 0
+    for step in steps:
+        clock.us += step
+        decision = limiter.hit_now("k", [limit])
+        admitted += decision.allowed
+        # Never more than the burst plus what has been earned since the start.
+        assert admitted <= quota + (clock.us - start) // limit.interval_us
+        if not decision.allowed:
+            wait = decision.limits[0].wait_us
+            assert decision.retry_after == -(-wait // 1_000_000)
+            clock.us += wait - 1
+            assert not limiter.hit_now("k", [limit]).allowed
+            clock.us += 1
+            assert limiter.hit_now("k", [limit]).allowed
+            admitted += 1
+
+
+# --- Redis limiter -----------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_redis_exact_burst_then_retry_after(real_redis: Redis, key_prefix: str) -> None:
+    limiter = RedisRateLimiter(real_redis, prefix=key_prefix)
+    decisions = [await limiter.hit("client", [MINUTE]) for _ in range(61)]
+    assert [d.allowed for d in decisions] == [True] * 60 + [False]
+    assert [d.remaining for d in decisions[:60]] == list(range(59, -1, -1))
+    assert decisions[60].retry_after == 1
+    assert decisions[60].reset_seconds == 60
+    ttl = await real_redis.pttl(f"{key_prefix}minute:client")
+    assert 58_000 < ttl <= 60_000
+
+
+@pytest.mark.redis
+async def test_redis_refills_one_cell_per_interval(real_redis: Redis, key_prefix: str) -> None:
+    limiter = RedisRateLimiter(real_redis, prefix=key_prefix)
+    fast = Limit("fast", 10, 1)  # one cell per 100 ms
+    assert sum([(await limiter.hit("k", [fast])).allowed for _ in range(12)]) == 10
+    await asyncio.sleep(0.12)
+    assert (await limiter.hit("k", [fast])).allowed
+    assert not (await limiter.hit("k", [fast])).allowed
+
+
+@pytest.mark.redis
+async def test_redis_both_limits_enforced(real_redis: Redis, key_prefix: str) -> None:
+    limiter = RedisRateLimiter(real_redis, prefix=key_prefix)
+    minute, hour = Limit("minute", 3, 60), Limit("hour", 5, 3600)
+    results = [await limiter.hit("a", [minute, hour]) for _ in range(4)]
+    assert [r.allowed for r in results] == [True, True, True, False]
+    assert results[3].limit == minute
+    hour_key = f"{key_prefix}hour:a"
+    hour_tat = await real_redis.get(hour_key)
+    assert {s.limit.name: s.remaining for s in results[3].limits}["hour"] == 2
+    await limiter.hit("a", [minute, hour])  # rejected again: hour TAT must not move
+    assert await real_redis.get(hour_key) == hour_tat
+
+    minute, hour = Limit("minute", 5, 60), Limit("hour", 3, 3600)
+    results = [await limiter.hit("b", [minute, hour]) for _ in range(4)]
+    assert [r.allowed for r in results] == [True, True, True, False]
+    assert results[3].limit == hour
+    assert results[3].retry_after == 1200
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("real_redis")
+async def test_redis_concurrent_hits_admit_exactly_quota(key_prefix: str) -> None:
+    # A blocking pool smaller than the burst: requests queue for a connection instead
+    # of failing with MaxConnectionsError (the default pool allows only 100).
+    pool = BlockingConnectionPool.from_url(core_redis_url(), max_connections=32, timeout=5)
+    client = Redis(connection_pool=pool)
+    try:
+        limiter = RedisRateLimiter(client, prefix=key_prefix)
+        decisions = await asyncio.gather(
+            *(limiter.hit("hot", [MINUTE, HOUR]) for _ in range(200))
+        )
+    finally:
+        await client.aclose()
+        await pool.aclose()
+    assert sum(d.allowed for d in decisions) == 60
+    assert all(d.retry_after is not None and d.retry_after >= 1 for d in decisions if not d.allowed)
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(60))
+
+
+@pytest.mark.redis
+async def test_fallback_treats_pool_exhaustion_as_local(key_prefix: str) -> None:
+    client = Redis.from_url(core_redis_url(), max_connections=1)
+    limiter = FallbackRateLimiter(client, timeout=1.0, prefix=key_prefix)
+    try:
+        decisions = await asyncio.gather(*(limiter.hit("k", [MINUTE]) for _ in range(5)))
+    finally:
+        await client.aclose()
+    assert all(d.allowed for d in decisions)
+    assert limiter.mode == "redis"
+    assert 1 <= limiter.fallback_decisions <= 4
+
+
+@pytest.mark.redis
+async def test_memory_and_redis_agree(real_redis: Redis, key_prefix: str) -> None:
+    remote = RedisRateLimiter(real_redis, prefix=key_prefix)
+    # A frozen clock is the ideal instantaneous burst; the Redis run takes a few ms,
+    # far less than any interval below, so both must produce identical decisions.
+    local = MemoryRateLimiter(clock=FakeClock())
+    limits = [Limit("a", 5, 60), Limit("b", 8, 3600), Limit("c", 100, 86400)]
+    sequence = ["x"] * 12 + ["y"] * 3 + ["x"] * 2
+    for key in sequence:
+        expected = summary(local.hit_now(key, limits))
+        assert summary(await remote.hit(key, limits)) == expected
+
+
+# --- fallback limiter ----------------------------------------------------------------
+
+
+class TcpProxy:
+    """Forwards to Redis; can be stopped/restarted on the same port or black-holed."""
+
+    def __init__(self, target_host: str, target_port: int, *, blackhole: bool = False) -> None:
+        self.target = (target_host, target_port)
+        self.blackhole = blackhole
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if self.blackhole:
+                while await reader.read(65536):
+                    pass
+                return
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.add(up_writer)
+            pumps = [
+                asyncio.create_task(self._pump(reader, up_writer)),
+                asyncio.create_task(self._pump(up_reader, writer)),
+            ]
+            self._tasks.update(pumps)
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            for pump in pumps:
+                pump.cancel()
+            up_writer.transport.abort()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[tuple[str, str]]]:
+    records: list[tuple[str, str]] = []
+    sink_id = logger.add(
+        lambda message: records.append((message.record["level"].name, message.record["message"])),
+        level="DEBUG",
+    )
+    yield records
+    logger.remove(sink_id)
+
+
+@pytest.fixture
+async def proxied_redis(real_redis: Redis) -> AsyncIterator[tuple[TcpProxy, Redis]]:
+    kwargs = real_redis.connection_pool.connection_kwargs
+    proxy = TcpProxy(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
+    await proxy.start()
+    client = Redis.from_url(core_redis_url(), socket_connect_timeout=0.2)
+    client.connection_pool.connection_kwargs.update(host="127.0.0.1", port=proxy.port)
+    yield proxy, client
+    await client.aclose()
+    await proxy.stop()
+
+
+def levels(records: list[tuple[str, str]], level: str) -> list[str]:
+    return [message for name, message in records if name == level and "rate limiter" in message]
+
+
+async def test_fallback_without_redis_is_memory_unconfigured() -> None:
+    limiter = FallbackRateLimiter(None)
+    assert limiter.mode == "memory-unconfigured"
+    decisions = [await limiter.hit("k", [MINUTE]) for _ in range(61)]
+    assert sum(d.allowed for d in decisions) == 60
+    assert limiter.fallback_decisions == 0
+
+
+async def test_fallback_on_closed_port_answers_fast_from_memory(
+    log_records: list[tuple[str, str]],
+) -> None:
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    limiter = FallbackRateLimiter(dead, prefix=f"test:rl:{uuid.uuid4().hex}:")
+    assert limiter.mode == "redis"
+    try:
+        allowed = 0
+        for _ in range(61):
+            started = time.perf_counter()
+            decision = await limiter.hit("k", [MINUTE])
+            assert time.perf_counter() - started < 0.5
+            allowed += decision.allowed
+        assert allowed == 60  # the in-memory GCRA still enforces the limit exactly
+        assert limiter.mode == "memory"
+        assert limiter.fallback_decisions == 61
+        assert len(levels(log_records, "WARNING")) == 1
+    finally:
+        await dead.aclose()
+
+
+async def test_fallback_bounds_a_stalled_redis(log_records: list[tuple[str, str]]) -> None:
+    proxy = TcpProxy("127.0.0.1", 6379, blackhole=True)  # accepts, never answers
+    await proxy.start()
+    client = Redis(host="127.0.0.1", port=proxy.port, socket_connect_timeout=1)
+    limiter = FallbackRateLimiter(client, timeout=0.1, prefix=f"test:rl:{uuid.uuid4().hex}:")
+    try:
+        for _ in range(3):
+            started = time.perf_counter()
+            assert (await limiter.hit("k", [MINUTE])).allowed
+            assert time.perf_counter() - started < 0.5
+        assert limiter.mode == "memory"
+        assert len(levels(log_records, "WARNING")) == 1
+    finally:
+        await client.aclose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_fallback_recovers_when_redis_returns(
+    proxied_redis: tuple[TcpProxy, Redis],
+    key_prefix: str,
+    log_records: list[tuple[str, str]],
+) -> None:
+    proxy, client = proxied_redis
+    limiter = FallbackRateLimiter(client, timeout=0.3, probe_interval=0.05, prefix=key_prefix)
+    assert (await limiter.hit("k", [MINUTE])).allowed
+    assert limiter.mode == "redis"
+
+    await proxy.stop()
+    started = time.perf_counter()
+    assert (await limiter.hit("k", [MINUTE])).allowed
+    assert time.perf_counter() - started < 0.5
+    assert limiter.mode == "memory"
+    await limiter.hit("k", [MINUTE])  # still degraded, probe not yet due
+    assert limiter.fallback_decisions == 2
+
+    await proxy.start()  # same port again
+    await asyncio.sleep(0.06)
+    decision = await limiter.hit("k", [MINUTE])
+    assert limiter.mode == "redis"
+    # Served by Redis again: the shared state already holds the first request.
+    assert decision.remaining == 58
+    assert limiter.fallback_decisions == 2
+    assert len(levels(log_records, "WARNING")) == 1
+    assert len(levels(log_records, "INFO")) == 1
