@@ -1,13 +1,12 @@
 """Fixtures for the security-core tests.
 
-Redis-backed tests use ``REDIS_URL`` when set, else the local ``127.0.0.1:6379``. They
-are marked ``redis`` and *fail* (never skip) when the server is unreachable: a silently
-skipped limiter test would hide exactly the regressions it exists to catch.
+Redis-backed tests use the ``redis_url`` fixture: they skip when ``REDIS_URL`` is unset (a fresh
+machine), and *fail* when it is set but the server is unreachable. CI sets it and forbids skips,
+so a limiter test can never be skipped silently there.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,25 +14,19 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "redis: needs the real Redis")
 
 
-def core_redis_url() -> str:
-    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-
-
 @pytest.fixture
-async def real_redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(core_redis_url(), socket_connect_timeout=2, socket_timeout=5)
+async def real_redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
-        pytest.fail(f"Redis at {core_redis_url()} is unreachable: {exc!r}")
+        pytest.fail(f"Redis at {redis_url} is unreachable: {type(exc).__name__}: {exc}")
     yield client
     await client.aclose()
 

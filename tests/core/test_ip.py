@@ -61,7 +61,7 @@ def test_parse_networks_skips_blank_entries() -> None:
     ],
 )
 def test_parse_networks_rejects(entry: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="invalid IP or CIDR") as info:
         parse_networks(["1.1.1.1", entry])
     assert str(info.value) == f"invalid IP or CIDR: {entry!r}"
 

@@ -23,8 +23,6 @@ from app.core.security.ratelimit import (
     ratelimit_header,
 )
 
-from .conftest import core_redis_url
-
 MINUTE = Limit("minute", 60, 60)
 HOUR = Limit("hour", 1000, 3600)
 
@@ -61,7 +59,7 @@ def summary(decision: Decision) -> tuple[object, ...]:
     [("", 1, 1), ("a:b", 1, 1), ('a"b', 1, 1), ("ok", 0, 1), ("ok", 1, 0), ("ok", 2_000_001, 2)],
 )
 def test_limit_validation(name: str, quota: int, window: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"limit name|must be >= 1|quota too large"):
         Limit(name, quota, window)
 
 
@@ -82,13 +80,13 @@ def test_headers() -> None:
 
 async def test_bad_calls_raise() -> None:
     limiter = MemoryRateLimiter()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-empty string"):
         await limiter.hit("", [MINUTE])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one limit"):
         await limiter.hit("k", [])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unique"):
         await limiter.hit("k", [MINUTE, Limit("minute", 5, 5)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_keys"):
         MemoryRateLimiter(max_keys=0)
 
 
@@ -131,7 +129,8 @@ def test_memory_rejection_by_one_limit_does_not_consume_the_other() -> None:
     decision = limiter.hit_now("k", [short, long])
     statuses = {s.limit.name: s for s in decision.limits}
     assert decision.limit == short
-    assert statuses["short"].blocked and not statuses["long"].blocked
+    assert statuses["short"].blocked
+    assert not statuses["long"].blocked
     assert statuses["long"].remaining == 3  # only the 2 admitted requests counted
 
 
@@ -154,7 +153,8 @@ def test_memory_evicts_least_recently_used() -> None:
     assert not limiter.hit_now("a", [one]).allowed  # touches "a": now most recent
     limiter.hit_now("d", [one])
     assert len(limiter) == 3
-    assert "b" not in limiter and "a" in limiter
+    assert "b" not in limiter
+    assert "a" in limiter
     # Evicted history is forgotten: "b" gets a fresh allowance, "a" still does not.
     assert limiter.hit_now("b", [one]).allowed
     assert not limiter.hit_now("a", [one]).allowed
@@ -240,16 +240,14 @@ async def test_redis_both_limits_enforced(real_redis: Redis, key_prefix: str) ->
 
 @pytest.mark.redis
 @pytest.mark.usefixtures("real_redis")
-async def test_redis_concurrent_hits_admit_exactly_quota(key_prefix: str) -> None:
+async def test_redis_concurrent_hits_admit_exactly_quota(key_prefix: str, redis_url: str) -> None:
     # A blocking pool smaller than the burst: requests queue for a connection instead
     # of failing with MaxConnectionsError (the default pool allows only 100).
-    pool = BlockingConnectionPool.from_url(core_redis_url(), max_connections=32, timeout=5)
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=5)
     client = Redis(connection_pool=pool)
     try:
         limiter = RedisRateLimiter(client, prefix=key_prefix)
-        decisions = await asyncio.gather(
-            *(limiter.hit("hot", [MINUTE, HOUR]) for _ in range(200))
-        )
+        decisions = await asyncio.gather(*(limiter.hit("hot", [MINUTE, HOUR]) for _ in range(200)))
     finally:
         await client.aclose()
         await pool.aclose()
@@ -259,8 +257,8 @@ async def test_redis_concurrent_hits_admit_exactly_quota(key_prefix: str) -> Non
 
 
 @pytest.mark.redis
-async def test_fallback_treats_pool_exhaustion_as_local(key_prefix: str) -> None:
-    client = Redis.from_url(core_redis_url(), max_connections=1)
+async def test_fallback_treats_pool_exhaustion_as_local(key_prefix: str, redis_url: str) -> None:
+    client = Redis.from_url(redis_url, max_connections=1)
     limiter = FallbackRateLimiter(client, timeout=1.0, prefix=key_prefix)
     try:
         decisions = await asyncio.gather(*(limiter.hit("k", [MINUTE]) for _ in range(5)))
@@ -356,11 +354,11 @@ def log_records() -> Iterator[list[tuple[str, str]]]:
 
 
 @pytest.fixture
-async def proxied_redis(real_redis: Redis) -> AsyncIterator[tuple[TcpProxy, Redis]]:
+async def proxied_redis(real_redis: Redis, redis_url: str) -> AsyncIterator[tuple[TcpProxy, Redis]]:
     kwargs = real_redis.connection_pool.connection_kwargs
     proxy = TcpProxy(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
     await proxy.start()
-    client = Redis.from_url(core_redis_url(), socket_connect_timeout=0.2)
+    client = Redis.from_url(redis_url, socket_connect_timeout=0.2)
     client.connection_pool.connection_kwargs.update(host="127.0.0.1", port=proxy.port)
     yield proxy, client
     await client.aclose()

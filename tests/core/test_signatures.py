@@ -7,6 +7,7 @@ are known to work unchanged against our verifier.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import time
@@ -186,9 +187,7 @@ def test_hmac_missing_timestamp_is_malformed() -> None:
     ],
 )
 def test_hmac_malformed_signature(signature: str) -> None:
-    assert reason_of({"X-Timestamp": str(NOW), "X-Signature": signature}) == (
-        "malformed_signature"
-    )
+    assert reason_of({"X-Timestamp": str(NOW), "X-Signature": signature}) == ("malformed_signature")
 
 
 def test_duplicate_headers_are_malformed() -> None:
@@ -393,15 +392,31 @@ def test_generate_secret() -> None:
     ("secret", "ts"), [("", NOW), (SECRET, -1), (SECRET, 10**10), (SECRET, True)]
 )
 def test_sign_hmac_rejects_bad_input(secret: str, ts: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"secret must not be empty|timestamp must be"):
         sign_hmac(secret, BODY, ts)
 
 
 # --- properties ---------------------------------------------------------------------
 
+REASONS = {
+    "ok",
+    "missing_signature",
+    "malformed_timestamp",
+    "stale_timestamp",
+    "malformed_signature",
+    "invalid_signature",
+    "no_secret",
+}
 HEADER_NAMES = st.sampled_from(
-    ["X-Timestamp", "x-signature", "X-SIGNATURE", "webhook-id", "Webhook-Timestamp"]
-    + ["webhook-signature", "content-type"]
+    [
+        "X-Timestamp",
+        "x-signature",
+        "X-SIGNATURE",
+        "webhook-id",
+        "Webhook-Timestamp",
+        "webhook-signature",
+        "content-type",
+    ]
 )
 HEADER_VALUES = st.one_of(
     st.text(max_size=80),
@@ -422,17 +437,12 @@ HEADER_VALUES = st.one_of(
 def test_arbitrary_input_only_raises_signature_error(
     headers: dict[str, str], body: bytes, secrets: list[str], now: float
 ) -> None:
+    reason = "ok"
     try:
         verify_signature(headers, body, secrets, now=now)
     except SignatureError as exc:
-        assert exc.reason in {
-            "missing_signature",
-            "malformed_timestamp",
-            "stale_timestamp",
-            "malformed_signature",
-            "invalid_signature",
-            "no_secret",
-        }
+        reason = exc.reason
+    assert reason in REASONS
 
 
 @given(
@@ -451,10 +461,8 @@ def test_one_mutated_header_of_a_valid_set_only_raises_signature_error(
         headers = standard_headers(secret, body=b"{}")
     name = sorted(headers)[name_index % len(headers)]
     headers[name] = value
-    try:
+    with contextlib.suppress(SignatureError):
         verify_signature(headers, body, [secret], now=NOW)
-    except SignatureError:
-        pass
 
 
 @given(body=st.binary(max_size=256), delta=st.integers(-300, 300).filter(bool))

@@ -37,9 +37,10 @@ Degradation
     least as large as the expected concurrency) to avoid it. Any other failure
     switches to an in-process :class:`MemoryRateLimiter` (one WARNING), and while
     degraded at most one request per ``probe_interval`` tries ``PING`` plus the real
-    script within the same ``timeout`` budget; success switches back (one INFO). Limits are then per process rather than global, and the memory
-    state starts empty - a deliberate trade: a Redis outage loosens limits instead of
-    failing webhook deliveries.
+    script within the same ``timeout`` budget; success switches back (one INFO).
+    Limits are then per process rather than global, and the memory state starts
+    empty - a deliberate trade: a Redis outage loosens limits instead of failing
+    webhook deliveries.
 
 Headers
     :func:`policy_header` and :func:`ratelimit_header` render the structured-field form
@@ -305,8 +306,9 @@ class MemoryRateLimiter:
 class FallbackRateLimiter:
     """Redis when it is healthy, the in-memory limiter when it is not (or absent).
 
-    ``fallback_decisions`` counts decisions served from memory *because Redis failed*
-    (not the memory-unconfigured case), for a metrics gauge or alert.
+    ``fallback_decisions`` counts decisions served from memory although Redis is
+    configured (outage, timeout, exhausted pool); the memory-unconfigured mode does not
+    count. Export it as a metric: a rising value means limits are per process.
     """
 
     def __init__(
