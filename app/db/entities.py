@@ -84,4 +84,63 @@ def audit_triggers(table: str, *ignored_columns: str) -> list[PGTrigger]:
 
 FOUNDATION_TRIGGERS = [*audit_triggers("organizations"), *audit_triggers("api_keys", "key_hash")]
 
-ENTITIES: list[ReplaceableEntity] = [LOG_AUDIT_EVENT, *FOUNDATION_TRIGGERS]
+# Columns the database keeps itself; changing them is not a user's change.
+CONVERSATION_METRIC_COLUMNS = (
+    "message_count",
+    "last_message_at",
+    "first_bot_response_at",
+    "first_human_response_at",
+)
+
+UPDATE_CONVERSATION_METRICS = PGFunction(
+    schema="public",
+    signature="update_conversation_metrics()",
+    definition="""
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE conversations AS c
+    SET message_count = c.message_count + m.added,
+        last_message_at = greatest(c.last_message_at, m.last_at),
+        first_bot_response_at = coalesce(c.first_bot_response_at, m.first_bot),
+        first_human_response_at = coalesce(c.first_human_response_at, m.first_agent)
+    FROM (
+        SELECT conversation_id,
+               count(*) AS added,
+               max(created_at) AS last_at,
+               min(created_at) FILTER (WHERE role = 'bot') AS first_bot,
+               min(created_at) FILTER (WHERE role = 'agent') AS first_agent
+        FROM new_rows
+        GROUP BY conversation_id
+    ) AS m
+    WHERE c.id = m.conversation_id;
+    RETURN NULL;
+END;
+$$
+""",
+)
+
+MESSAGES_METRICS_TRIGGER = PGTrigger(
+    schema="public",
+    signature="messages_update_conversation_metrics",
+    on_entity="public.messages",
+    definition=(
+        "AFTER INSERT ON public.messages REFERENCING NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION public.update_conversation_metrics()"
+    ),
+)
+
+INTEGRATION_TRIGGERS = [
+    *audit_triggers("integrations"),
+    *audit_triggers("integration_configs", "secrets"),
+    *audit_triggers("conversations", *CONVERSATION_METRIC_COLUMNS),
+    MESSAGES_METRICS_TRIGGER,
+]
+
+ENTITIES: list[ReplaceableEntity] = [
+    LOG_AUDIT_EVENT,
+    *FOUNDATION_TRIGGERS,
+    UPDATE_CONVERSATION_METRICS,
+    *INTEGRATION_TRIGGERS,
+]
