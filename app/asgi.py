@@ -25,7 +25,11 @@ from app.core.logging import configure_logging
 from app.core.middleware import request_context_middleware
 from app.core.migrations import database_url_for, upgrade
 from app.core.openapi import document_api_errors
+from app.core.redis import create_redis
+from app.core.security.ratelimit import FallbackRateLimiter
 from app.domain.health.controllers import HealthController
+from app.domain.integrations.controllers import IntegrationController, WebhookController
+from app.domain.integrations.webhook import WebhookGate
 from app.domain.orgs.auth import provide_principal
 from app.domain.orgs.controllers import ApiKeyController, OrganizationController
 from app.domain.orgs.service import bootstrap
@@ -37,7 +41,7 @@ def api_router() -> Router:
     """Everything under /api/v1 that is authenticated by API key."""
     return Router(
         path=API_PREFIX,
-        route_handlers=[OrganizationController, ApiKeyController],
+        route_handlers=[OrganizationController, ApiKeyController, IntegrationController],
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}, {"ApiKeyAuth": []}],
     )
@@ -76,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker = create_sessionmaker(engine)
         app.state.settings = settings
+        app.state.redis = redis = create_redis(settings)
+        app.state.webhook_gate = WebhookGate(settings, engine, FallbackRateLimiter(redis))
         async with sessionmaker.begin() as session:
             key = await bootstrap(session, settings.bootstrap_admin_key)
         if key is not None:
@@ -87,10 +93,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            if redis is not None:
+                await redis.aclose()
             await engine.dispose()
 
     app = Litestar(
-        route_handlers=[HealthController, api_router()],
+        route_handlers=[
+            HealthController,
+            api_router(),
+            # Signed, not keyed: its own router so it carries no API-key security scheme.
+            Router(path=API_PREFIX, route_handlers=[WebhookController]),
+        ],
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[request_context_middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_signature_secret: str | None = None
     webhook_timestamp_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 1_048_576
+    webhook_failed_attempts_per_minute: int = 20
     allowed_webhook_ips: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     rate_limit_requests_per_minute: int = 60
@@ -63,6 +64,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "database_pool_size",
             "webhook_timestamp_tolerance_seconds",
             "webhook_max_body_bytes",
+            "webhook_failed_attempts_per_minute",
             "rate_limit_requests_per_minute",
             "rate_limit_requests_per_hour",
             "circuit_breaker_failure_threshold",

@@ -15,6 +15,7 @@ ERROR_DESCRIPTIONS = {
     403: "Not allowed for this key",
     404: "Not found (or owned by another organization)",
     409: "Conflicts with the current state",
+    410: "Gone: deleted",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Well-formed, but the values do not fit",

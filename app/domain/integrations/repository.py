@@ -1,0 +1,216 @@
+"""Data access for integrations: ORM for the management API, core SQL for the webhook's hot path."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.models import Integration, IntegrationConfig, IntegrationEvent
+from app.db.repository import OrgScopedRepository
+
+
+class IntegrationRepository(OrgScopedRepository[Integration]):
+    model = Integration
+
+    async def get_live(self, integration_id: uuid.UUID) -> Integration | None:
+        return await self.one_or_none(
+            self.select().where(Integration.id == integration_id, Integration.deleted_at.is_(None))
+        )
+
+    async def list_live(self) -> Sequence[Integration]:
+        return await self.all(
+            self.select()
+            .where(Integration.deleted_at.is_(None))
+            .order_by(Integration.created_at, Integration.id)
+        )
+
+
+class IntegrationConfigRepository(OrgScopedRepository[IntegrationConfig]):
+    model = IntegrationConfig
+
+    async def for_integration(self, integration_id: uuid.UUID) -> IntegrationConfig:
+        config = await self.one_or_none(
+            self.select().where(IntegrationConfig.integration_id == integration_id)
+        )
+        assert config is not None, "every integration is created with its config"
+        return config
+
+    async def for_integrations(
+        self, integration_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, IntegrationConfig]:
+        rows = await self.all(
+            self.select().where(IntegrationConfig.integration_id.in_(integration_ids))
+        )
+        return {row.integration_id: row for row in rows}
+
+
+class IntegrationEventRepository(OrgScopedRepository[IntegrationEvent]):
+    model = IntegrationEvent
+
+    async def page(
+        self, integration_id: uuid.UUID, outcome: str | None, limit: int, before: int | None
+    ) -> Sequence[IntegrationEvent]:
+        statement = self.select().where(IntegrationEvent.integration_id == integration_id)
+        if outcome is not None:
+            statement = statement.where(IntegrationEvent.outcome == outcome)
+        if before is not None:
+            statement = statement.where(IntegrationEvent.id < before)
+        return await self.all(statement.order_by(IntegrationEvent.id.desc()).limit(limit))
+
+
+# The webhook path ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    id: uuid.UUID
+    org_id: uuid.UUID
+    type: str
+    status: str
+    deleted: bool
+    secrets: list[dict[str, Any]]
+    allowed_ips: list[str]
+    rate_limit_per_minute: int | None
+    rate_limit_per_hour: int | None
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    thread_key: str
+    contact_id: str
+    contact_name: str | None
+    text: str
+    external_id: str | None
+    channel: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    outcome: str
+    status_code: int
+    reason: str
+    client_ip: str | None
+    latency_ms: float
+    delivery_key: str | None = None
+    event_type: str | None = None
+
+
+_TARGET = text(
+    "SELECT i.id, i.org_id, i.type, i.status, i.deleted_at IS NOT NULL AS deleted, "
+    "c.secrets, c.allowed_ips, c.rate_limit_per_minute, c.rate_limit_per_hour, c.settings "
+    "FROM integrations i JOIN integration_configs c ON c.integration_id = i.id "
+    "WHERE i.id = :id"
+)
+
+_RECORD = text(
+    "INSERT INTO integration_events (org_id, integration_id, outcome, status_code, reason, "
+    "client_ip, latency_ms, delivery_key, event_type) "
+    "VALUES (:org_id, :integration_id, :outcome, :status_code, :reason, CAST(:client_ip AS inet), "
+    ":latency_ms, :delivery_key, :event_type) RETURNING id"
+)
+
+# One round trip: claim the delivery key (the partial unique index makes a concurrent copy wait
+# and then do nothing), find or create the conversation (reopening a resolved one), store the
+# message. Nothing after the event insert runs when the key was already taken.
+_ACCEPT_MESSAGE = text(
+    """
+WITH event AS (
+    INSERT INTO integration_events (org_id, integration_id, outcome, status_code, reason,
+                                    client_ip, latency_ms, delivery_key, event_type, message_id)
+    VALUES (:org_id, :integration_id, 'accepted', 202, 'accepted', CAST(:client_ip AS inet),
+            :latency_ms, :delivery_key, :event_type, :message_id)
+    ON CONFLICT (integration_id, delivery_key) WHERE outcome = 'accepted' DO NOTHING
+    RETURNING id
+), conversation AS (
+    INSERT INTO conversations (org_id, integration_id, thread_key, contact_external_id,
+                               contact_name, channel)
+    SELECT :org_id, :integration_id, :thread_key, :contact_id, :contact_name,
+           CAST(:channel AS jsonb)
+    FROM event
+    ON CONFLICT (integration_id, thread_key) DO UPDATE
+    SET contact_name = coalesce(excluded.contact_name, conversations.contact_name),
+        channel = conversations.channel || excluded.channel,
+        status = CASE WHEN conversations.status = 'resolved' THEN 'bot'
+                      ELSE conversations.status END,
+        resolved_at = CASE WHEN conversations.status = 'resolved' THEN NULL
+                           ELSE conversations.resolved_at END,
+        resolution_reason = CASE WHEN conversations.status = 'resolved' THEN NULL
+                                 ELSE conversations.resolution_reason END
+    RETURNING id
+), message AS (
+    INSERT INTO messages (id, org_id, conversation_id, role, content, external_id)
+    SELECT :message_id, :org_id, conversation.id, 'user', :text, :external_id FROM conversation
+    RETURNING id
+)
+SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id
+"""
+)
+
+_ACCEPT_EVENT = text(
+    "INSERT INTO integration_events (org_id, integration_id, outcome, status_code, reason, "
+    "client_ip, latency_ms, delivery_key, event_type) "
+    "VALUES (:org_id, :integration_id, 'accepted', 202, 'accepted', CAST(:client_ip AS inet), "
+    ":latency_ms, :delivery_key, :event_type) "
+    "ON CONFLICT (integration_id, delivery_key) WHERE outcome = 'accepted' DO NOTHING "
+    "RETURNING id"
+)
+
+
+class WebhookRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def target(self, integration_id: uuid.UUID) -> WebhookTarget | None:
+        row = (await self.connection.execute(_TARGET, {"id": integration_id})).mappings().first()
+        return WebhookTarget(**row) if row is not None else None
+
+    async def record(self, target: WebhookTarget | None, event: EventRecord) -> int:
+        result = await self.connection.execute(
+            _RECORD,
+            {
+                "org_id": target.org_id if target else None,
+                "integration_id": target.id if target else None,
+                "outcome": event.outcome,
+                "status_code": event.status_code,
+                "reason": event.reason,
+                "client_ip": event.client_ip,
+                "latency_ms": event.latency_ms,
+                "delivery_key": event.delivery_key,
+                "event_type": event.event_type,
+            },
+        )
+        return int(result.scalar_one())
+
+    async def accept(
+        self, target: WebhookTarget, event: EventRecord, inbound: InboundMessage | None
+    ) -> tuple[int | None, uuid.UUID | None]:
+        """Store an accepted delivery; `(None, None)` when its key was already accepted."""
+        params: dict[str, Any] = {
+            "org_id": target.org_id,
+            "integration_id": target.id,
+            "client_ip": event.client_ip,
+            "latency_ms": event.latency_ms,
+            "delivery_key": event.delivery_key,
+            "event_type": event.event_type,
+        }
+        if inbound is None:
+            event_id = (await self.connection.execute(_ACCEPT_EVENT, params)).scalar_one_or_none()
+            return event_id, None
+        params.update(
+            message_id=uuid.uuid4(),
+            thread_key=inbound.thread_key,
+            contact_id=inbound.contact_id,
+            contact_name=inbound.contact_name,
+            channel=msgspec.json.encode(inbound.channel).decode(),
+            text=inbound.text,
+            external_id=inbound.external_id,
+        )
+        row = (await self.connection.execute(_ACCEPT_MESSAGE, params)).one()
+        return row.event_id, row.message_id

@@ -1,0 +1,312 @@
+"""The public webhook: the hardest door in the system, and a fast one.
+
+Checks run in the order of the contract's outcome table, cheapest and least revealing first:
+integration known / not deleted / enabled → client IP → body size → content type → signature →
+failed-attempt limit per IP → the integration's quota → JSON → payload shape → duplicate →
+accepted. Every attempt becomes one `integration_events` row. Rejections are answered here with
+a response (never raised) so logs and metrics count them with their real status.
+
+Each database step is a single autocommitted statement: the target lookup, and then either the
+rejection record or the one statement that claims the delivery key and stores the message. No
+connection is held while the client's body is read or while Redis answers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_202_ACCEPTED,
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_410_GONE,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
+)
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.core.security.ip import ip_allowed, parse_networks, resolve_client_ip
+from app.core.security.ratelimit import (
+    Decision,
+    FallbackRateLimiter,
+    Limit,
+    policy_header,
+    ratelimit_header,
+)
+from app.core.security.signatures import SignatureError, verify_signature
+from app.domain.integrations.repository import (
+    EventRecord,
+    InboundMessage,
+    WebhookRepository,
+    WebhookTarget,
+)
+from app.domain.integrations.schemas import (
+    EvolutionEvent,
+    EvolutionUpsert,
+    GenericPayload,
+)
+from app.domain.integrations.service import active_secrets
+
+FAILED_ATTEMPTS_WINDOW_SECONDS = 60
+_JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What a payload means: a message to store (or None for an event only acknowledged)."""
+
+    event_type: str
+    message: InboundMessage | None
+    provider_id: str | None
+
+
+def parse_generic(data: Any) -> Parsed:
+    payload = msgspec.convert(data, GenericPayload)
+    if payload.sender is None and payload.conversation_id is None:
+        raise msgspec.ValidationError("Object needs `sender.id` or `conversation_id`")
+    contact_id = payload.sender.id if payload.sender else payload.conversation_id
+    assert contact_id is not None
+    message = InboundMessage(
+        thread_key=payload.conversation_id or contact_id,
+        contact_id=contact_id,
+        contact_name=payload.sender.name if payload.sender else None,
+        text=payload.message.body,
+        external_id=payload.message_id,
+        channel={},
+    )
+    return Parsed("message", message, payload.message_id)
+
+
+def parse_evolution(data: Any, settings: dict[str, Any]) -> Parsed:
+    event = msgspec.convert(data, EvolutionEvent)
+    if event.event.lower().replace("_", ".") != "messages.upsert":
+        return Parsed(event.event, None, None)
+    upsert = msgspec.convert(data, EvolutionUpsert)
+    key = upsert.data.key
+    text = None
+    if upsert.data.message is not None:
+        text = upsert.data.message.conversation or (
+            upsert.data.message.extended_text_message.text
+            if upsert.data.message.extended_text_message
+            else None
+        )
+    if key.from_me or not text:
+        # Our own echoes, and media without text, are recorded and acknowledged only.
+        kind = "messages.upsert.from_me" if key.from_me else "messages.upsert.non_text"
+        return Parsed(kind, None, key.id)
+    instance = upsert.instance or settings.get("instance")
+    message = InboundMessage(
+        thread_key=key.remote_jid,
+        contact_id=key.remote_jid,
+        contact_name=upsert.data.push_name,
+        text=text,
+        external_id=key.id,
+        channel={"instance": instance, "remote_jid": key.remote_jid},
+    )
+    return Parsed("messages.upsert", message, key.id)
+
+
+class WebhookGate:
+    """Everything the webhook needs, built once per application."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, limiter: FallbackRateLimiter):
+        self.settings = settings
+        # Autocommit: each statement is its own transaction, one round trip each.
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.limiter = limiter
+        self.global_allowlist = parse_networks(settings.allowed_webhook_ips)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.failure_limit = Limit(
+            "failures", settings.webhook_failed_attempts_per_minute, FAILED_ATTEMPTS_WINDOW_SECONDS
+        )
+
+    def limits_for(self, target: WebhookTarget) -> list[Limit]:
+        return [
+            Limit(
+                "minute",
+                target.rate_limit_per_minute or self.settings.rate_limit_requests_per_minute,
+                60,
+            ),
+            Limit(
+                "hour",
+                target.rate_limit_per_hour or self.settings.rate_limit_requests_per_hour,
+                3600,
+            ),
+        ]
+
+    async def handle(self, request: Request[Any, Any, Any], integration_id: str) -> Response[Any]:
+        attempt = _Attempt(self, request)
+        try:
+            target_id = uuid.UUID(integration_id)
+        except ValueError:
+            return await attempt.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
+        async with self.engine.connect() as connection:
+            target = await WebhookRepository(connection).target(target_id)
+        return await attempt.run(target)
+
+
+class _Attempt:
+    """One webhook request on its way through the checks."""
+
+    def __init__(self, gate: WebhookGate, request: Request[Any, Any, Any]) -> None:
+        self.gate = gate
+        self.request = request
+        self.started = time.perf_counter()
+        peer = request.scope.get("client")
+        forwarded = ",".join(request.headers.getall("x-forwarded-for", []))
+        client_ip = resolve_client_ip(
+            peer[0] if peer else None, forwarded or None, gate.trusted_proxies
+        )
+        self.client_ip = client_ip
+        self.client_ip_text = str(client_ip) if client_ip is not None else None
+        self.headers: dict[str, str] = {}
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    async def run(self, target: WebhookTarget | None) -> Response[Any]:
+        gate = self.gate
+        if target is None:
+            return await self.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
+        if target.deleted:
+            return await self.reject(target, HTTP_410_GONE, "integration_deleted")
+        if target.status != "active":
+            return await self.reject(target, HTTP_403_FORBIDDEN, "integration_disabled")
+        allowlists = (gate.global_allowlist, parse_networks(target.allowed_ips))
+        if not ip_allowed(self.client_ip, allowlists):
+            return await self.reject(target, HTTP_403_FORBIDDEN, "ip_not_allowed")
+
+        limit = gate.settings.webhook_max_body_bytes
+        declared = self.request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
+        media_type = self.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+            return await self.reject(target, HTTP_415_UNSUPPORTED_MEDIA_TYPE, "not_json")
+        body = await self.read_body(limit)
+        if body is None:
+            return await self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
+
+        secrets = active_secrets(target.secrets, datetime.now(UTC))
+        if not secrets and gate.settings.webhook_signature_secret:
+            secrets = [gate.settings.webhook_signature_secret]
+        try:
+            verified = verify_signature(
+                self.request.headers,
+                body,
+                secrets,
+                now=time.time(),
+                tolerance=gate.settings.webhook_timestamp_tolerance_seconds,
+            )
+        except SignatureError as exc:
+            failures = await gate.limiter.hit(f"fail:{self.client_ip_text}", [gate.failure_limit])
+            if not failures.allowed:
+                self.retry_after(failures)
+                return await self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "too_many_failures")
+            return await self.reject(target, HTTP_401_UNAUTHORIZED, exc.reason)
+
+        decision = await gate.limiter.hit(f"int:{target.id}", gate.limits_for(target))
+        self.headers["RateLimit-Policy"] = policy_header(gate.limits_for(target))
+        self.headers["RateLimit"] = ratelimit_header(decision)
+        if not decision.allowed:
+            self.retry_after(decision)
+            return await self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "rate_limited")
+
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return await self.reject(target, HTTP_400_BAD_REQUEST, "invalid_json")
+        try:
+            parsed = (
+                parse_evolution(data, target.settings)
+                if target.type == "evolution"
+                else parse_generic(data)
+            )
+        except msgspec.ValidationError as exc:
+            return await self.reject(
+                target, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_payload", str(exc)
+            )
+
+        delivery_key = f"msg:{parsed.provider_id}" if parsed.provider_id else verified.delivery_key
+        event = EventRecord(
+            outcome="accepted",
+            status_code=HTTP_202_ACCEPTED,
+            reason="accepted",
+            client_ip=self.client_ip_text,
+            latency_ms=self.elapsed_ms(),
+            delivery_key=delivery_key,
+            event_type=parsed.event_type,
+        )
+        async with gate.engine.connect() as connection:
+            event_id, _ = await WebhookRepository(connection).accept(target, event, parsed.message)
+        if event_id is None:
+            await self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
+            return Response({"status": "duplicate"}, status_code=HTTP_200_OK, headers=self.headers)
+        return Response(
+            {"status": "accepted", "event_id": str(event_id)},
+            status_code=HTTP_202_ACCEPTED,
+            headers=self.headers,
+        )
+
+    async def read_body(self, limit: int) -> bytes | None:
+        """The raw body, or None once it grows past `limit` (a lying Content-Length included)."""
+        chunks = bytearray()
+        async for chunk in self.request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                return None
+        return bytes(chunks)
+
+    def retry_after(self, decision: Decision) -> None:
+        self.headers["Retry-After"] = str(decision.retry_after or 1)
+
+    async def record(
+        self,
+        target: WebhookTarget | None,
+        status_code: int,
+        outcome: str,
+        reason: str,
+        delivery_key: str | None = None,
+    ) -> None:
+        event = EventRecord(
+            outcome=outcome,
+            status_code=status_code,
+            reason=reason,
+            client_ip=self.client_ip_text,
+            latency_ms=self.elapsed_ms(),
+            delivery_key=delivery_key,
+        )
+        async with self.gate.engine.connect() as connection:
+            await WebhookRepository(connection).record(target, event)
+
+    async def reject(
+        self,
+        target: WebhookTarget | None,
+        status_code: int,
+        reason: str,
+        detail: str | None = None,
+    ) -> Response[Any]:
+        await self.record(target, status_code, "rejected", reason)
+        logger.bind(
+            integration_id=str(target.id) if target else None,
+            status_code=status_code,
+            reason=reason,
+        ).info("webhook rejected")
+        return Response(
+            {"status_code": status_code, "detail": detail or reason, "extra": {"reason": reason}},
+            status_code=status_code,
+            headers=self.headers,
+        )
