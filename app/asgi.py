@@ -26,6 +26,7 @@ from app.core.middleware import request_context_middleware
 from app.core.migrations import database_url_for, upgrade
 from app.core.openapi import document_api_errors
 from app.core.redis import create_redis
+from app.core.resilience import resilience_manager
 from app.core.security.ratelimit import FallbackRateLimiter
 from app.domain.health.controllers import HealthController
 from app.domain.integrations.controllers import IntegrationController, WebhookController
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.sessionmaker = sessionmaker = create_sessionmaker(engine)
         app.state.settings = settings
         app.state.redis = redis = create_redis(settings)
+        resilience_manager.configure(settings, redis)
         app.state.webhook_gate = WebhookGate(settings, engine, FallbackRateLimiter(redis))
         async with sessionmaker.begin() as session:
             key = await bootstrap(session, settings.bootstrap_admin_key)
