@@ -28,12 +28,19 @@ from app.core.openapi import document_api_errors
 from app.core.redis import create_redis
 from app.core.resilience import resilience_manager
 from app.core.security.ratelimit import FallbackRateLimiter
+from app.domain.agents.controllers import AgentController
+from app.domain.conversations.answers import KnowledgeAnswerer
+from app.domain.conversations.controllers import ConversationController
 from app.domain.health.controllers import HealthController
 from app.domain.integrations.controllers import IntegrationController, WebhookController
 from app.domain.integrations.webhook import WebhookGate
+from app.domain.knowledge.controllers import KnowledgeBaseController, QueryController
 from app.domain.orgs.auth import provide_principal
 from app.domain.orgs.controllers import ApiKeyController, OrganizationController
 from app.domain.orgs.service import bootstrap
+from app.gateways.gemini import GeminiGateway
+from app.gateways.http import create_http_client
+from app.workers.runtime import build_runners, keep_applying_timeouts, running
 
 API_PREFIX = "/api/v1"
 
@@ -42,7 +49,15 @@ def api_router() -> Router:
     """Everything under /api/v1 that is authenticated by API key."""
     return Router(
         path=API_PREFIX,
-        route_handlers=[OrganizationController, ApiKeyController, IntegrationController],
+        route_handlers=[
+            OrganizationController,
+            ApiKeyController,
+            IntegrationController,
+            ConversationController,
+            AgentController,
+            KnowledgeBaseController,
+            QueryController,
+        ],
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}, {"ApiKeyAuth": []}],
     )
@@ -83,7 +98,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.redis = redis = create_redis(settings)
         resilience_manager.configure(settings, redis)
-        app.state.webhook_gate = WebhookGate(settings, engine, FallbackRateLimiter(redis))
+        app.state.http = http = create_http_client()
+        app.state.gemini = gemini = GeminiGateway(settings)
+        runners = build_runners(settings, engine, sessionmaker, http, KnowledgeAnswerer(gemini))
+        app.state.webhook_gate = WebhookGate(
+            settings, engine, FallbackRateLimiter(redis), on_inbound=runners["bot_reply"].wakeup.set
+        )
         async with sessionmaker.begin() as session:
             key = await bootstrap(session, settings.bootstrap_admin_key)
         if key is not None:
@@ -93,8 +113,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
         logger.info("botlyne started")
         try:
-            yield
+            if settings.run_workers:
+                async with running(runners, keep_applying_timeouts(settings, sessionmaker)):
+                    yield
+            else:
+                yield
         finally:
+            await gemini.aclose()
+            await http.aclose()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()

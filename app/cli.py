@@ -40,6 +40,48 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """The background workers without the HTTP server, until SIGTERM or SIGINT."""
+    import signal
+
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.redis import create_redis
+    from app.core.resilience import resilience_manager
+    from app.domain.conversations.answers import KnowledgeAnswerer
+    from app.gateways.gemini import GeminiGateway
+    from app.gateways.http import create_http_client
+    from app.workers.runtime import build_runners, keep_applying_timeouts, running
+
+    url = database_url_for(settings)
+    if settings.auto_migrate:
+        upgrade(url)
+
+    async def run() -> None:
+        engine = create_engine(settings, url)
+        redis = create_redis(settings)
+        resilience_manager.configure(settings, redis)
+        http = create_http_client()
+        gemini = GeminiGateway(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        sessionmaker = create_sessionmaker(engine)
+        runners = build_runners(settings, engine, sessionmaker, http, KnowledgeAnswerer(gemini))
+        try:
+            async with running(runners, keep_applying_timeouts(settings, sessionmaker)):
+                await stop.wait()
+        finally:
+            await gemini.aclose()
+            await http.aclose()
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "sql":
         command.upgrade(alembic_config(), f"{args.revision or 'head'}", sql=True)
@@ -93,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="run the background workers (no HTTP)")
+    worker.set_defaults(handler=_worker)
 
     db = commands.add_parser("db", help="database migrations (Alembic)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current", "sql", "check"])

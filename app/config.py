@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+# The upload route's body limit is fixed when the app is built, so the setting has a ceiling.
+DOCUMENT_MAX_BYTES_CEILING = 64 * 1024 * 1024
+MAX_EMBEDDING_DIMENSIONS = 3072
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -35,6 +38,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     gemini_model: str = "gemini-2.5-flash"
     gemini_embedding_model: str = "gemini-embedding-001"
     gemini_timeout_seconds: float = 20.0
+    gemini_embedding_dimensions: int = 768
+
+    document_max_bytes: int = 10 * 1024 * 1024
 
     evolution_api_base_url: str | None = None
     evolution_api_global_key: str | None = None
@@ -47,6 +53,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     trusted_proxies: tuple[str, ...] = ()
     rate_limit_requests_per_minute: int = 60
     rate_limit_requests_per_hour: int = 1000
+
+    run_workers: bool = True
+    worker_concurrency: int = 8
+    bot_max_failures: int = 3
+    delivery_max_age_seconds: int = 86400
+    delivery_retry_base_seconds: float = 2.0
+    queue_timeout_seconds: int = 300
+    agent_response_timeout_seconds: int = 120
+    queue_check_interval_seconds: float = 5.0
 
     circuit_breaker_failure_threshold: int = 5
     circuit_breaker_timeout: float = 60.0
@@ -68,10 +83,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "rate_limit_requests_per_minute",
             "rate_limit_requests_per_hour",
             "circuit_breaker_failure_threshold",
+            "worker_concurrency",
+            "bot_max_failures",
+            "delivery_max_age_seconds",
+            "queue_timeout_seconds",
+            "agent_response_timeout_seconds",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.upper()}: must be a positive integer")
-        for name in ("gemini_timeout_seconds", "circuit_breaker_timeout"):
+        if not 1 <= self.gemini_embedding_dimensions <= MAX_EMBEDDING_DIMENSIONS:
+            raise ValueError(
+                f"GEMINI_EMBEDDING_DIMENSIONS: must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"
+            )
+        if not 1 <= self.document_max_bytes <= DOCUMENT_MAX_BYTES_CEILING:
+            raise ValueError(
+                f"DOCUMENT_MAX_BYTES: must be between 1 and {DOCUMENT_MAX_BYTES_CEILING}"
+            )
+        for name in (
+            "gemini_timeout_seconds",
+            "circuit_breaker_timeout",
+            "queue_check_interval_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.upper()}: must be a positive number of seconds")
         if self.bootstrap_admin_key is not None and len(self.bootstrap_admin_key) < 24:

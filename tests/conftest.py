@@ -27,6 +27,7 @@ from app.config import Settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import embedded_database_url
 from app.core.migrations import upgrade
+from tests.helpers import PeerOverride
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bl_test-admin-key-0123456789abcdefghij"
@@ -80,6 +81,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "auto_migrate": False,
         "bootstrap_admin_key": ADMIN_KEY,
         "log_level": "DEBUG",
+        # Tests that exercise the workers turn them on; others keep the database to themselves.
+        "run_workers": False,
         **overrides,
     }
     return Settings(**values)
@@ -130,6 +133,13 @@ def app(settings: Settings) -> Litestar:
 @pytest.fixture
 async def client(app: Litestar, clean_db: AsyncEngine) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+@pytest.fixture
+async def peer_client(app: Litestar, clean_db: AsyncEngine) -> AsyncIterator[AsyncTestClient[Any]]:
+    """A client whose requests come from the address in their `X-Test-Peer` header."""
+    async with AsyncTestClient(app=PeerOverride(app)) as client:  # type: ignore[arg-type]
         yield client
 
 

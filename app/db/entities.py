@@ -138,9 +138,155 @@ INTEGRATION_TRIGGERS = [
     MESSAGES_METRICS_TRIGGER,
 ]
 
+# BM25 needs, per knowledge base, the number of chunks, their total length and how many chunks
+# hold each term. Kept here, statement by statement, so every path that writes or deletes chunks
+# (replacing a document, cascades from a document, knowledge base or organization) keeps them
+# exact. The knowledge base row is updated first: concurrent writers to one knowledge base queue
+# on it and then take the term rows in the same (sorted) order, so they cannot deadlock.
+MAINTAIN_KNOWLEDGE_BASE_STATISTICS = PGFunction(
+    schema="public",
+    signature="maintain_knowledge_base_statistics()",
+    definition="""
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE knowledge_bases AS kb
+        SET chunk_count = kb.chunk_count - s.chunks, token_count = kb.token_count - s.tokens
+        FROM (
+            SELECT knowledge_base_id, count(*) AS chunks, sum(token_count) AS tokens
+            FROM old_rows GROUP BY knowledge_base_id
+        ) AS s
+        WHERE kb.id = s.knowledge_base_id;
+        -- One statement: the rows that drop to zero are deleted, the others decremented.
+        WITH c AS (
+            SELECT knowledge_base_id, lexeme AS term, count(*) AS df
+            FROM old_rows, unnest(tsvector_to_array(terms)) AS lexeme
+            GROUP BY knowledge_base_id, lexeme
+        ), gone AS (
+            DELETE FROM knowledge_base_terms AS t
+            USING c
+            WHERE t.knowledge_base_id = c.knowledge_base_id AND t.term = c.term AND t.df <= c.df
+        )
+        UPDATE knowledge_base_terms AS t
+        SET df = t.df - c.df
+        FROM c
+        WHERE t.knowledge_base_id = c.knowledge_base_id AND t.term = c.term AND t.df > c.df;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        UPDATE knowledge_bases AS kb
+        SET chunk_count = kb.chunk_count + s.chunks, token_count = kb.token_count + s.tokens
+        FROM (
+            SELECT knowledge_base_id, count(*) AS chunks, sum(token_count) AS tokens
+            FROM new_rows GROUP BY knowledge_base_id
+        ) AS s
+        WHERE kb.id = s.knowledge_base_id;
+        INSERT INTO knowledge_base_terms AS t (knowledge_base_id, term, df)
+        SELECT knowledge_base_id, lexeme, count(*)
+        FROM new_rows, unnest(tsvector_to_array(terms)) AS lexeme
+        GROUP BY knowledge_base_id, lexeme
+        ORDER BY knowledge_base_id, lexeme
+        ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = t.df + excluded.df;
+    END IF;
+    RETURN NULL;
+END;
+$$
+""",
+)
+
+
+def statistics_triggers(table: str) -> list[PGTrigger]:
+    events = {
+        "insert": "REFERENCING NEW TABLE AS new_rows",
+        "update": "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        "delete": "REFERENCING OLD TABLE AS old_rows",
+    }
+    return [
+        PGTrigger(
+            schema="public",
+            signature=f"statistics_{table}_{event}",
+            on_entity=f"public.{table}",
+            definition=(
+                f"AFTER {event.upper()} ON public.{table} {clause} FOR EACH STATEMENT "
+                "EXECUTE FUNCTION public.maintain_knowledge_base_statistics()"
+            ),
+        )
+        for event, clause in events.items()
+    ]
+
+
+KNOWLEDGE_TRIGGERS = [
+    *audit_triggers("knowledge_bases", "chunk_count", "token_count"),
+    *audit_triggers("documents", "content"),
+    *audit_triggers("document_chunks", "content", "terms", "embedding"),
+    *statistics_triggers("document_chunks"),
+]
+
+QUEUE_TRIGGERS = audit_triggers("agent_queue")
+
+RELEASE_AGENT_CAPACITY = PGFunction(
+    schema="public",
+    signature="release_agent_capacity()",
+    definition="""
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whoever ends an assignment (an agent, a timeout, a cleanup function) frees its slot.
+    IF TG_OP = 'UPDATE' THEN
+        UPDATE support_agents AS a SET active_count = a.active_count - ended.n
+        FROM (
+            SELECT n.agent_id, count(*) AS n
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE o.ended_at IS NULL AND n.ended_at IS NOT NULL
+            GROUP BY n.agent_id
+        ) AS ended
+        WHERE a.id = ended.agent_id;
+    ELSE
+        UPDATE support_agents AS a SET active_count = a.active_count - ended.n
+        FROM (
+            SELECT agent_id, count(*) AS n FROM old_rows WHERE ended_at IS NULL GROUP BY agent_id
+        ) AS ended
+        WHERE a.id = ended.agent_id;
+    END IF;
+    RETURN NULL;
+END;
+$$
+""",
+)
+
+CAPACITY_TRIGGERS = [
+    PGTrigger(
+        schema="public",
+        signature=f"agent_assignments_release_{event}",
+        on_entity="public.agent_assignments",
+        definition=(
+            f"AFTER {event.upper()} ON public.agent_assignments {clause} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION public.release_agent_capacity()"
+        ),
+    )
+    for event, clause in {
+        "update": "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        "delete": "REFERENCING OLD TABLE AS old_rows",
+    }.items()
+]
+
+AGENT_TRIGGERS = [
+    *audit_triggers("support_agents", "active_count", "last_assigned_at"),
+    *audit_triggers("agent_assignments"),
+    *audit_triggers("agent_responses"),
+    *CAPACITY_TRIGGERS,
+]
+
 ENTITIES: list[ReplaceableEntity] = [
     LOG_AUDIT_EVENT,
     *FOUNDATION_TRIGGERS,
     UPDATE_CONVERSATION_METRICS,
     *INTEGRATION_TRIGGERS,
+    MAINTAIN_KNOWLEDGE_BASE_STATISTICS,
+    *KNOWLEDGE_TRIGGERS,
+    *QUEUE_TRIGGERS,
+    RELEASE_AGENT_CAPACITY,
+    *AGENT_TRIGGERS,
 ]

@@ -6,7 +6,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integrations.conftest import create_integration
+from tests.helpers import create_integration
 
 
 async def test_create_shows_the_secret_once(

@@ -20,7 +20,7 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.core.security.signatures import sign_hmac
 from tests.conftest import make_settings
-from tests.integrations.conftest import PeerOverride, create_integration, signed
+from tests.helpers import PeerOverride, create_integration, signed
 from tests.stubs.evolution import messages_upsert_payload
 
 Client = AsyncTestClient[Any]
@@ -299,10 +299,11 @@ async def test_evolution_messages_and_other_events(
     integration = await create_integration(
         peer_client, admin_headers, type="evolution", config={"instance": "main"}
     )
-    inbound = messages_upsert_payload("main", "5511999990000@s.whatsapp.net", "Oi, tudo bem?")
-    echo = messages_upsert_payload("main", "5511999990000@s.whatsapp.net", "ok", from_me=True)
+    jid = "5511999990000@s.whatsapp.net"
+    inbound = messages_upsert_payload("main", jid, "Oi, tudo bem?")
+    media = messages_upsert_payload("main", jid, "")
     status_event = {"event": "connection.update", "instance": "main", "data": {"state": "open"}}
-    for payload in (inbound, echo, status_event):
+    for payload in (inbound, media, status_event):
         body, headers = signed(integration["secret"], payload)
         response = await peer_client.post(hook(integration), content=body, headers=headers)
         assert response.status_code == 202, response.text
@@ -315,18 +316,66 @@ async def test_evolution_messages_and_other_events(
         rows = (
             await connection.execute(
                 text(
-                    "SELECT c.contact_external_id, c.contact_name, c.channel, m.content "
-                    "FROM conversations c JOIN messages m ON m.conversation_id = c.id"
+                    "SELECT c.contact_external_id, c.contact_name, c.channel, c.status, "
+                    "m.content FROM conversations c JOIN messages m ON m.conversation_id = c.id"
                 )
             )
         ).all()
     assert len(rows) == 1
-    assert rows[0].contact_external_id == "5511999990000@s.whatsapp.net"
+    assert rows[0].contact_external_id == jid
     assert rows[0].contact_name == "Ana"
     assert rows[0].channel["instance"] == "main"
     assert rows[0].content == "Oi, tudo bem?"
     types = {e["event_type"] for e in await events(peer_client, admin_headers, integration)}
-    assert {"messages.upsert", "messages.upsert.from_me", "connection.update"} <= types
+    assert {"messages.upsert", "messages.upsert.non_text", "connection.update"} <= types
+
+
+async def test_business_phone_messages_take_over_but_echoes_do_not(
+    peer_client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
+) -> None:
+    integration = await create_integration(
+        peer_client, admin_headers, type="evolution", config={"instance": "main"}
+    )
+    jid = "5511988880000@s.whatsapp.net"
+    body, headers = signed(integration["secret"], messages_upsert_payload("main", jid, "Oi"))
+    await peer_client.post(hook(integration), content=body, headers=headers)
+    async with clean_db.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO messages (org_id, conversation_id, role, content, delivery_status) "
+                "SELECT org_id, id, 'bot', 'Olá! Como posso ajudar?', 'sent' FROM conversations"
+            )
+        )
+
+    async def status() -> tuple[str, str | None]:
+        async with clean_db.connect() as connection:
+            row = (
+                await connection.execute(
+                    text("SELECT status, escalation_reason FROM conversations")
+                )
+            ).one()
+        return row.status, row.escalation_reason
+
+    echo = messages_upsert_payload("main", jid, "Olá! Como posso ajudar?", from_me=True)
+    body, headers = signed(integration["secret"], echo)
+    assert (
+        await peer_client.post(hook(integration), content=body, headers=headers)
+    ).status_code == 202
+    assert await status() == ("bot", None)
+
+    typed = messages_upsert_payload("main", jid, "Aqui é a Carla, vou te ajudar", from_me=True)
+    body, headers = signed(integration["secret"], typed)
+    assert (
+        await peer_client.post(hook(integration), content=body, headers=headers)
+    ).status_code == 202
+    assert await status() == ("assigned", "human_takeover")
+    async with clean_db.connect() as connection:
+        roles = (
+            (await connection.execute(text("SELECT role FROM messages ORDER BY created_at")))
+            .scalars()
+            .all()
+        )
+    assert roles == ["user", "bot", "agent"]
 
 
 async def test_resolved_conversation_reopens_on_new_message(

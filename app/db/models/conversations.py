@@ -65,6 +65,7 @@ class Conversation(IdMixin, TimestampMixin, Base):
     first_human_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolution_reason: Mapped[str | None] = mapped_column(Text)
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Message(IdMixin, Base):

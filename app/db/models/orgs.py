@@ -33,5 +33,8 @@ class ApiKey(IdMixin, TimestampMixin, Base):
     # The key's public prefix finds the row; only a hash of the whole key is stored.
     prefix: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    agent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
+    # An agent key acts as this support agent; deleting the agent deletes its keys.
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("support_agents.id", ondelete="CASCADE")
+    )
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

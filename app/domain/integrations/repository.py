@@ -89,6 +89,8 @@ class InboundMessage:
     text: str
     external_id: str | None
     channel: dict[str, Any]
+    # Typed on the business's own phone (Evolution `fromMe`), not by the end user.
+    from_business: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ _RECORD = text(
 
 # One round trip: claim the delivery key (the partial unique index makes a concurrent copy wait
 # and then do nothing), find or create the conversation (reopening a resolved one), store the
-# message. Nothing after the event insert runs when the key was already taken.
+# message and queue the bot's turn. Nothing after the event insert runs when the key was taken.
 _ACCEPT_MESSAGE = text(
     """
 WITH event AS (
@@ -147,6 +149,53 @@ WITH event AS (
 ), message AS (
     INSERT INTO messages (id, org_id, conversation_id, role, content, external_id)
     SELECT :message_id, :org_id, conversation.id, 'user', :text, :external_id FROM conversation
+    RETURNING id, conversation_id
+), job AS (
+    INSERT INTO jobs (kind, org_id, conversation_id, message_id)
+    SELECT 'bot_reply', :org_id, message.conversation_id, message.id FROM message
+)
+SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id
+"""
+)
+
+# A message typed on the business phone: our own echo (same provider id, or the same text we
+# sent moments ago) changes nothing; anything else means a person took the conversation over,
+# so it leaves the bot and the queue and the message is kept as an agent's.
+_ACCEPT_BUSINESS_MESSAGE = text(
+    """
+WITH event AS (
+    INSERT INTO integration_events (org_id, integration_id, outcome, status_code, reason,
+                                    client_ip, latency_ms, delivery_key, event_type, message_id)
+    VALUES (:org_id, :integration_id, 'accepted', 202, 'accepted', CAST(:client_ip AS inet),
+            :latency_ms, :delivery_key, :event_type, :message_id)
+    ON CONFLICT (integration_id, delivery_key) WHERE outcome = 'accepted' DO NOTHING
+    RETURNING id
+), conversation AS (
+    SELECT c.id FROM conversations c, event
+    WHERE c.integration_id = :integration_id AND c.thread_key = :thread_key
+    FOR UPDATE OF c
+), echo AS (
+    SELECT 1 FROM messages m JOIN conversation c ON m.conversation_id = c.id
+    WHERE m.role IN ('bot', 'agent', 'system')
+      AND (m.external_id = :external_id
+           OR (m.content = :text AND m.created_at > now() - interval '10 minutes'))
+    LIMIT 1
+), takeover AS (
+    UPDATE conversations SET status = 'assigned', escalation_reason = 'human_takeover'
+    FROM conversation
+    WHERE conversations.id = conversation.id AND conversations.status IN ('bot', 'queued')
+      AND NOT EXISTS (SELECT 1 FROM echo)
+    RETURNING conversations.id
+), dequeued AS (
+    UPDATE agent_queue SET status = 'cancelled', dequeued_at = now()
+    FROM takeover
+    WHERE agent_queue.conversation_id = takeover.id AND agent_queue.status = 'waiting'
+), message AS (
+    INSERT INTO messages (id, org_id, conversation_id, role, content, external_id,
+                          delivery_status)
+    SELECT :message_id, :org_id, conversation.id, 'agent', :text, :external_id, 'sent'
+    FROM conversation
+    WHERE NOT EXISTS (SELECT 1 FROM echo)
     RETURNING id
 )
 SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id
@@ -212,5 +261,6 @@ class WebhookRepository:
             text=inbound.text,
             external_id=inbound.external_id,
         )
-        row = (await self.connection.execute(_ACCEPT_MESSAGE, params)).one()
+        statement = _ACCEPT_BUSINESS_MESSAGE if inbound.from_business else _ACCEPT_MESSAGE
+        row = (await self.connection.execute(statement, params)).one()
         return row.event_id, row.message_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,27 +104,37 @@ def parse_evolution(data: Any, settings: dict[str, Any]) -> Parsed:
             if upsert.data.message.extended_text_message
             else None
         )
-    if key.from_me or not text:
-        # Our own echoes, and media without text, are recorded and acknowledged only.
-        kind = "messages.upsert.from_me" if key.from_me else "messages.upsert.non_text"
-        return Parsed(kind, None, key.id)
+    if not text:
+        # Media without text is recorded and acknowledged only.
+        return Parsed("messages.upsert.non_text", None, key.id)
     instance = upsert.instance or settings.get("instance")
     message = InboundMessage(
         thread_key=key.remote_jid,
         contact_id=key.remote_jid,
-        contact_name=upsert.data.push_name,
+        # On our own messages pushName is the business's name, not the contact's.
+        contact_name=None if key.from_me else upsert.data.push_name,
         text=text,
         external_id=key.id,
         channel={"instance": instance, "remote_jid": key.remote_jid},
+        from_business=key.from_me,
     )
-    return Parsed("messages.upsert", message, key.id)
+    kind = "messages.upsert.from_me" if key.from_me else "messages.upsert"
+    return Parsed(kind, message, key.id)
 
 
 class WebhookGate:
     """Everything the webhook needs, built once per application."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, limiter: FallbackRateLimiter):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        limiter: FallbackRateLimiter,
+        on_inbound: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
+        # Wakes this process's bot worker at once; other processes find the job by polling.
+        self.on_inbound = on_inbound
         # Autocommit: each statement is its own transaction, one round trip each.
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.limiter = limiter
@@ -255,6 +266,8 @@ class _Attempt:
         if event_id is None:
             await self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
             return Response({"status": "duplicate"}, status_code=HTTP_200_OK, headers=self.headers)
+        if parsed.message is not None and not parsed.message.from_business:
+            gate.on_inbound()
         return Response(
             {"status": "accepted", "event_id": str(event_id)},
             status_code=HTTP_202_ACCEPTED,

@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security.keys import generate_api_key, hash_api_key, key_prefix
-from app.db.models import ApiKey, Organization
+from app.db.models import ApiKey, Organization, SupportAgent
 from app.domain.orgs.auth import Principal
 from app.domain.orgs.repository import ApiKeyRepository, OrganizationRepository
 
@@ -83,6 +83,12 @@ class ApiKeyService:
         self.keys = ApiKeyRepository(session, principal.org_id)
 
     async def create(self, name: str, role: str, agent_id: uuid.UUID | None) -> tuple[ApiKey, str]:
+        if agent_id is not None:
+            agent = await self.session.get(SupportAgent, agent_id)
+            if agent is None or agent.org_id != self.principal.org_id:
+                raise ValidationException(
+                    "No such agent", extra=[{"key": "agent_id", "message": "no such agent"}]
+                )
         return await issue_key(self.session, self.principal.org_id, name, role, agent_id)
 
     async def list(self) -> Sequence[ApiKey]:

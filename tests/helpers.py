@@ -1,14 +1,13 @@
+"""Helpers shared by the tests: a client with a chosen peer address, signed webhook requests."""
+
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.security.signatures import sign_hmac
 
@@ -28,12 +27,6 @@ class PeerOverride:
                 if name == b"x-test-peer":
                     scope = {**scope, "client": (value.decode(), 40000)}
         await self.app(scope, receive, send)
-
-
-@pytest.fixture
-async def peer_client(app: Litestar, clean_db: AsyncEngine) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=PeerOverride(app)) as client:  # type: ignore[arg-type]
-        yield client
 
 
 def signed(

@@ -1,0 +1,139 @@
+"""Sending outbound messages: the `deliver` jobs of the outbox.
+
+Each job sends one message through its channel's gateway (Evolution API, or the generic
+integration's signed callback). A transient failure is retried with backoff and jitter until the
+job is `DELIVERY_MAX_AGE_SECONDS` old, then the message is marked `failed`; an open circuit makes
+the job wait without spending an attempt; a refusal by the receiver (4xx) fails at once. The
+message's `delivery_status` always says where it stands.
+
+A message can be sent twice only when a worker dies after the channel accepted it and before the
+result was recorded (the lease then lapses and another worker sends again).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.resilience import CircuitOpenError, ClientFault, TransientError
+from app.domain.integrations.service import active_secrets
+from app.gateways.callback import CallbackGateway
+from app.gateways.evolution import EvolutionGateway
+from app.workers.queue import ClaimedJob, backoff_seconds, complete, fail, retry_later
+
+_LOAD = text(
+    """
+SELECT m.content, m.role, m.created_at, m.delivery_status, c.channel, c.thread_key,
+       c.contact_external_id, c.id AS conversation_id, i.id AS integration_id, i.type,
+       cfg.settings, cfg.secrets
+FROM messages m
+JOIN conversations c ON c.id = m.conversation_id
+JOIN integrations i ON i.id = c.integration_id
+JOIN integration_configs cfg ON cfg.integration_id = i.id
+WHERE m.id = :message_id
+"""
+)
+_SENT = text(
+    "UPDATE messages SET delivery_status = 'sent', "
+    "external_id = coalesce(:external_id, external_id) WHERE id = :message_id"
+)
+_FAILED = text("UPDATE messages SET delivery_status = 'failed' WHERE id = :message_id")
+CIRCUIT_WAIT_SECONDS = 5.0
+
+
+class DeliveryHandler:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        evolution: EvolutionGateway,
+        callbacks: CallbackGateway,
+        max_age_seconds: float,
+        retry_base_seconds: float,
+    ) -> None:
+        self.engine = engine
+        self.retry_base_seconds = retry_base_seconds
+        self.evolution = evolution
+        self.callbacks = callbacks
+        self.max_age_seconds = max_age_seconds
+
+    async def __call__(self, job: ClaimedJob) -> None:
+        async with self.engine.connect() as connection:
+            row = (
+                (await connection.execute(_LOAD, {"message_id": job.message_id})).mappings().first()
+            )
+        if row is None or row["delivery_status"] == "sent":
+            await self._finish(job, None, failed=None)
+            return
+        log = logger.bind(conversation_id=str(job.conversation_id), component="delivery")
+        try:
+            external_id = await self.send(dict(row), job)
+        except CircuitOpenError as exc:
+            await self._later(job, exc.retry_after or CIRCUIT_WAIT_SECONDS, str(exc), count=False)
+            return
+        except ClientFault as exc:
+            log.warning("delivery refused: {}", exc)
+            await self._finish(job, None, failed=str(exc))
+            return
+        except TransientError as exc:
+            age = (datetime.now(UTC) - job.created_at).total_seconds()
+            if age >= self.max_age_seconds:
+                log.warning("delivery given up after {} attempts: {}", job.attempts, exc)
+                await self._finish(job, None, failed=f"gave up: {exc}")
+            else:
+                delay = max(
+                    backoff_seconds(job.attempts, self.retry_base_seconds), exc.retry_after or 0
+                )
+                await self._later(job, delay, str(exc))
+            return
+        await self._finish(job, external_id, failed=None)
+
+    async def send(self, row: dict[str, Any], job: ClaimedJob) -> str | None:
+        settings: dict[str, Any] = row["settings"]
+        if row["type"] == "evolution":
+            instance = row["channel"].get("instance") or settings.get("instance")
+            if not instance:
+                raise ClientFault("no Evolution instance known for this conversation")
+            jid = row["channel"].get("remote_jid") or row["contact_external_id"]
+            return await self.evolution.send_text(
+                instance, jid, row["content"], settings.get("api_key")
+            )
+        secrets = active_secrets(row["secrets"], datetime.now(UTC))
+        if not secrets or not settings.get("callback_url"):
+            raise ClientFault("the integration has no callback_url or secret")
+        await self.callbacks.post(
+            str(row["integration_id"]),
+            settings["callback_url"],
+            secrets[0],
+            {
+                "type": "message",
+                "message_id": str(job.message_id),
+                "conversation_id": row["thread_key"],
+                "recipient": {"id": row["contact_external_id"]},
+                "role": row["role"],
+                "text": row["content"],
+                "created_at": row["created_at"].isoformat(),
+            },
+        )
+        return None
+
+    async def _finish(self, job: ClaimedJob, external_id: str | None, failed: str | None) -> None:
+        async with self.engine.begin() as connection:
+            if failed is None:
+                await connection.execute(
+                    _SENT, {"message_id": job.message_id, "external_id": external_id}
+                )
+                await complete(connection, job.id)
+            else:
+                await connection.execute(_FAILED, {"message_id": job.message_id})
+                await fail(connection, job.id, failed)
+
+    async def _later(
+        self, job: ClaimedJob, delay: float, error: str, *, count: bool = True
+    ) -> None:
+        async with self.engine.connect() as connection:
+            await retry_later(connection, job.id, delay, error, count=count)
+            await connection.commit()

@@ -1,0 +1,525 @@
+"""Retrieval quality, answerability gate and search latency on the golden set.
+
+    .venv/bin/python -m bench.retrieval.run [--load-chunks 100000] [--queries 450]
+        [--exhaustive-sample 50] [--admin-database-url URL]
+
+1. A fresh database (dropped at the end) gets one organization and one knowledge base per golden
+   file, every document ingested through `KnowledgeService.add_document`, the code path of
+   `POST /knowledge-bases/{id}/documents`. Gemini is not configured: the lexical arm only.
+2. Every answerable question is ranked at document level (a document scores its best chunk) by
+   (a) PostgreSQL `ts_rank` over the same OR query on the same tsvectors (and, for scale, over
+   PostgreSQL's stock language configurations with no Botlyne analysis), (b) a reference BM25
+   (`rank_bm25.BM25Okapi`) over the same chunks and terms, (b') the same reference over whole
+   words (no prefix truncation), and (c) Botlyne's `KnowledgeSearch.retrieve`. Reported:
+   nDCG@10 (gain 2^grade - 1), recall@5 and MRR, where relevant means grade >= 2.
+3. The gate decides every question (positive class: unanswerable): precision and recall, and the
+   same with the coverage threshold chosen on two organizations and applied to the third.
+4. A separate organization gets a knowledge base of `--load-chunks` synthetic chunks (golden
+   sentences recombined at random) through the same ingestion path; the golden questions are
+   searched against it with `KnowledgeSearch.search`, each in its own session, timed end to end
+   (SQL included). The same questions against the small golden knowledge bases are timed while
+   the large one shares the table, and a sample is compared with exhaustive BM25 on the large
+   knowledge base to show what the candidate budget costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from rank_bm25 import BM25Okapi
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.migrations import upgrade
+from app.db.models.knowledge import KnowledgeBase
+from app.domain.knowledge import analysis, ranking
+from app.domain.knowledge.chunking import sentences
+from app.domain.knowledge.extraction import MEDIA_TYPES
+from app.domain.knowledge.ingestion import Upload
+from app.domain.knowledge.repository import ChunkRepository, tsquery_literal
+from app.domain.knowledge.service import KnowledgeSearch, KnowledgeService
+from app.domain.orgs.auth import Principal
+from app.domain.orgs.service import create_organization
+from app.gateways.gemini import GeminiGateway
+from bench.harness import (
+    DEFAULT_ADMIN_DATABASE_URL,
+    fresh_database,
+    machine_info,
+    progress,
+    write_results,
+)
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+ORGS = ("nimbuspay", "casaverde", "rutasur")
+RELEVANT = 2
+RANKED_CHUNKS = 50
+SYNTHETIC_WORDS = 110
+SYNTHETIC_CHUNKS_PER_DOCUMENT = 100
+
+Ranking = list[str]
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def ndcg_at(ranked: Ranking, grades: Mapping[str, int], k: int = 10) -> float:
+    dcg = sum((2 ** grades.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(grades.values(), reverse=True)[:k]
+    best = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / best if best else 0.0
+
+
+def recall_at(ranked: Ranking, grades: Mapping[str, int], k: int = 5) -> float:
+    relevant = {d for d, g in grades.items() if g >= RELEVANT}
+    return len(relevant & set(ranked[:k])) / len(relevant)
+
+
+def reciprocal_rank(ranked: Ranking, grades: Mapping[str, int]) -> float:
+    return next((1 / (i + 1) for i, d in enumerate(ranked) if grades.get(d, 0) >= RELEVANT), 0.0)
+
+
+def by_document(chunks: Sequence[tuple[str, float]]) -> Ranking:
+    """Document ids in order of their best chunk (chunks arrive best first)."""
+    return list(dict.fromkeys(document for document, _ in chunks))
+
+
+def summary(rows: Sequence[tuple[float, float, float]]) -> dict[str, float]:
+    columns = list(zip(*rows, strict=True)) or [(0.0,), (0.0,), (0.0,)]
+    ndcg, recall, mrr = (statistics.fmean(column) for column in columns)
+    return {"ndcg@10": round(ndcg, 3), "recall@5": round(recall, 3), "mrr": round(mrr, 3)}
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def latency(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "queries": len(values),
+        **{f"p{p}_ms": round(percentile(values, p), 1) for p in (50, 95, 99)},
+        "max_ms": round(max(values), 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+class Golden:
+    def __init__(self, org: str) -> None:
+        data = json.loads((GOLDEN / f"{org}.json").read_text(encoding="utf-8"))
+        self.org = org
+        self.documents: list[dict[str, Any]] = data["documents"]
+        self.questions: list[dict[str, Any]] = data["questions"]
+        self.kb: KnowledgeBase
+        self.principal: Principal
+        self.doc_ids: dict[uuid.UUID, str] = {}
+
+
+async def _tenant(
+    sessions: async_sessionmaker[AsyncSession], name: str
+) -> tuple[Principal, KnowledgeBase]:
+    async with sessions.begin() as session:
+        org, _ = await create_organization(session, name)
+        principal = Principal(key_id=uuid.uuid4(), org_id=org.id, role="admin", agent_id=None)
+        kb = await service(session, principal).create_base(name)
+    return principal, kb
+
+
+def service(session: AsyncSession, principal: Principal) -> KnowledgeService:
+    return KnowledgeService(session, principal, GeminiGateway(Settings()), 64 * 1024 * 1024)
+
+
+async def ingest(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    kb: KnowledgeBase,
+    upload: Upload,
+) -> uuid.UUID:
+    async with sessions.begin() as session:
+        document, _ = await service(session, principal).add_document(kb, upload)
+        return document.id
+
+
+async def load_golden(sessions: async_sessionmaker[AsyncSession]) -> list[Golden]:
+    goldens = []
+    for org in ORGS:
+        golden = Golden(org)
+        golden.principal, golden.kb = await _tenant(sessions, org)
+        for doc in golden.documents:
+            upload = Upload(doc["title"], doc["content"], MEDIA_TYPES[doc["content_type"]])
+            golden.doc_ids[await ingest(sessions, golden.principal, golden.kb, upload)] = doc["id"]
+        async with sessions() as session:
+            golden.kb = await session.get_one(KnowledgeBase, golden.kb.id)
+        goldens.append(golden)
+        progress(f"{org}: {len(golden.documents)} documents ingested")
+    return goldens
+
+
+async def load_synthetic(
+    sessions: async_sessionmaker[AsyncSession], goldens: Sequence[Golden], chunks: int
+) -> KnowledgeBase:
+    """Documents of `SYNTHETIC_CHUNKS_PER_DOCUMENT` paragraphs of ~`SYNTHETIC_WORDS` words, each
+    paragraph random golden sentences, until the knowledge base holds `chunks` chunks."""
+    pool = [s for g in goldens for d in g.documents for s in sentences(d["content"])]
+    pool = [s for s in pool if len(s.split()) >= 4 and not s.startswith(("#", "|", "<"))]
+    rng = random.Random(20261128)
+    principal, kb = await _tenant(sessions, "synthetic")
+    started, number, stored = time.perf_counter(), 0, 0
+    while stored < chunks:
+        paragraphs = []
+        for _ in range(min(SYNTHETIC_CHUNKS_PER_DOCUMENT, chunks - stored)):
+            words: list[str] = []
+            while len(words) < SYNTHETIC_WORDS:
+                words.extend(rng.choice(pool).split())
+            paragraphs.append(" ".join(words))
+        number += 1
+        upload = Upload(f"synthetic {number}", "\n\n".join(paragraphs), "text/plain")
+        await ingest(sessions, principal, kb, upload)
+        async with sessions() as session:
+            kb = await session.get_one(KnowledgeBase, kb.id, populate_existing=True)
+        stored = kb.chunk_count
+        if number % 100 == 0:
+            progress(f"synthetic: {stored} chunks in {time.perf_counter() - started:.0f} s")
+    async with sessions() as session:
+        await session.execute(text("ANALYZE"))
+        return await session.get_one(KnowledgeBase, kb.id, populate_existing=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Rankers
+
+
+async def chunk_table(
+    sessions: async_sessionmaker[AsyncSession], kb: KnowledgeBase
+) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """(chunk id, document id, the text its terms were made from), as ingestion indexed it."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT c.id, c.document_id, d.title || E'\\n' || c.heading || E'\\n' || c.content"
+                " FROM document_chunks AS c JOIN documents AS d ON d.id = c.document_id"
+                " WHERE c.knowledge_base_id = :kb ORDER BY c.id"
+            ),
+            {"kb": kb.id},
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+
+@contextmanager
+def whole_words() -> Iterator[None]:
+    with mock.patch.object(analysis, "PREFIX_LENGTH", 10**6):
+        yield
+
+
+def reference_ranker(
+    table: Sequence[tuple[uuid.UUID, uuid.UUID, str]], doc_ids: Mapping[uuid.UUID, str]
+) -> Callable[[str], Ranking]:
+    corpus = [analysis.terms(indexed) for _, _, indexed in table]
+    bm25 = BM25Okapi(corpus)
+
+    def rank(question: str) -> Ranking:
+        scores = bm25.get_scores(analysis.unique(analysis.terms(question)))
+        order = sorted(range(len(table)), key=lambda i: -scores[i])
+        chunks = [(doc_ids[table[i][1]], float(scores[i])) for i in order if scores[i] > 0]
+        return by_document(chunks)
+
+    return rank
+
+
+async def ts_rank(
+    sessions: async_sessionmaker[AsyncSession], golden: Golden, question: str
+) -> Ranking:
+    terms = analysis.unique(analysis.terms(question))
+    if not terms:
+        return []
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT document_id, ts_rank(terms, CAST(:q AS tsquery)) AS rank"
+                " FROM document_chunks WHERE knowledge_base_id = :kb"
+                " AND terms @@ CAST(:q AS tsquery) ORDER BY rank DESC, id"
+            ),
+            {"q": tsquery_literal(terms), "kb": golden.kb.id},
+        )
+        return by_document([(golden.doc_ids[row[0]], row[1]) for row in rows])
+
+
+STOCK_CONFIG = {"nimbuspay": "english", "casaverde": "portuguese", "rutasur": "spanish"}
+
+
+async def ts_rank_stock(
+    sessions: async_sessionmaker[AsyncSession], golden: Golden, question: str
+) -> Ranking:
+    """PostgreSQL's own text search as shipped: the language's configuration (stemming, no
+    accent folding), the question's words OR-ed, `ts_rank`."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                """
+                WITH q AS (
+                    SELECT CAST(replace(CAST(plainto_tsquery(CAST(:cfg AS regconfig), :question)
+                                             AS text), '&', '|') AS tsquery) AS query
+                )
+                SELECT c.document_id,
+                       ts_rank(to_tsvector(CAST(:cfg AS regconfig),
+                                           d.title || ' ' || c.heading || ' ' || c.content),
+                               q.query) AS rank
+                FROM document_chunks AS c JOIN documents AS d ON d.id = c.document_id, q
+                WHERE c.knowledge_base_id = :kb AND numnode(q.query) > 0
+                  AND to_tsvector(CAST(:cfg AS regconfig),
+                                  d.title || ' ' || c.heading || ' ' || c.content) @@ q.query
+                ORDER BY rank DESC, c.id
+                """
+            ),
+            {"cfg": STOCK_CONFIG[golden.org], "question": question, "kb": golden.kb.id},
+        )
+        return by_document([(golden.doc_ids[row[0]], row[1]) for row in rows])
+
+
+async def botlyne(
+    sessions: async_sessionmaker[AsyncSession], golden: Golden, question: str
+) -> Ranking:
+    async with sessions() as session:
+        search = KnowledgeSearch(session, golden.principal.org_id, GeminiGateway(Settings()))
+        retrieved = await search.retrieve(golden.kb, question, RANKED_CHUNKS)
+    return by_document(
+        [(golden.doc_ids[r.passage.document_id], r.score) for r in retrieved.results]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+
+
+async def quality(
+    sessions: async_sessionmaker[AsyncSession], goldens: Sequence[Golden]
+) -> dict[str, Any]:
+    rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    tags: dict[str, dict[str, list[tuple[float, float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for golden in goldens:
+        table = await chunk_table(sessions, golden.kb)
+        doc_ids = {row[1]: golden.doc_ids[row[1]] for row in table}
+        reference = reference_ranker(table, doc_ids)
+        with whole_words():
+            reference_whole = reference_ranker(table, doc_ids)
+            whole_rankings = {q["id"]: reference_whole(q["question"]) for q in golden.questions}
+        for q in golden.questions:
+            if not q["answerable"]:
+                continue
+            rankings = {
+                "ts_rank_stock_config": await ts_rank_stock(sessions, golden, q["question"]),
+                "ts_rank": await ts_rank(sessions, golden, q["question"]),
+                "bm25_reference": reference(q["question"]),
+                "bm25_reference_whole_words": whole_rankings[q["id"]],
+                "botlyne": await botlyne(sessions, golden, q["question"]),
+            }
+            for name, ranked in rankings.items():
+                row = (
+                    ndcg_at(ranked, q["relevant"]),
+                    recall_at(ranked, q["relevant"]),
+                    reciprocal_rank(ranked, q["relevant"]),
+                )
+                rows[name].append(row)
+                for tag in q["tags"]:
+                    tags[tag][name].append(row)
+    return {
+        "questions": len(rows["botlyne"]),
+        "overall": {name: summary(values) for name, values in rows.items()},
+        "ndcg@10_by_tag": {
+            tag: {name: summary(values)["ndcg@10"] for name, values in by_name.items()}
+            for tag, by_name in sorted(tags.items())
+        },
+    }
+
+
+async def gate(
+    sessions: async_sessionmaker[AsyncSession], goldens: Sequence[Golden]
+) -> dict[str, Any]:
+    decided: list[tuple[str, bool, ranking.Evidence]] = []
+    wrong: dict[str, list[str]] = {"answered_unanswerable": [], "refused_answerable": []}
+    for golden in goldens:
+        for q in golden.questions:
+            async with sessions() as session:
+                search = KnowledgeSearch(
+                    session, golden.principal.org_id, GeminiGateway(Settings())
+                )
+                retrieved = await search.retrieve(golden.kb, q["question"], 5)
+                evidence = await search.evidence(golden.kb, q["question"], retrieved)
+            decided.append((golden.org, not q["answerable"], evidence))
+            if evidence.answerable() != q["answerable"]:
+                kind = "refused_answerable" if q["answerable"] else "answered_unanswerable"
+                wrong[kind].append(f"{q['id']} {q['question']}")
+
+    def scores(
+        items: Sequence[tuple[str, bool, ranking.Evidence]], threshold: float
+    ) -> tuple[int, int, int]:
+        flagged = [(u, not e.answerable(threshold)) for _, u, e in items]
+        tp = sum(1 for u, f in flagged if u and f)
+        fp = sum(1 for u, f in flagged if f and not u)
+        fn = sum(1 for u, f in flagged if u and not f)
+        return tp, fp, fn
+
+    def pr(tp: int, fp: int, fn: int) -> dict[str, float]:
+        return {
+            "precision": round(tp / (tp + fp), 3) if tp + fp else 0.0,
+            "recall": round(tp / (tp + fn), 3) if tp + fn else 0.0,
+            "flagged_unanswerable": tp,
+            "flagged_answerable": fp,
+        }
+
+    grid = [t / 100 for t in range(10, 61, 5)]
+    cross = [0, 0, 0]
+    chosen = {}
+    for org in ORGS:
+        train = [item for item in decided if item[0] != org]
+        test = [item for item in decided if item[0] == org]
+
+        def objective(threshold: float, train: Sequence[Any] = train) -> tuple[float, float]:
+            tp, fp, fn = scores(train, threshold)
+            precision = tp / (tp + fp) if tp + fp else 0.0
+            recall = tp / (tp + fn) if tp + fn else 0.0
+            return min(precision / 0.8, recall / 0.7), precision + recall
+
+        chosen[org] = max(grid, key=objective)
+        cross = [a + b for a, b in zip(cross, scores(test, chosen[org]), strict=True)]
+    return {
+        "questions": len(decided),
+        "unanswerable": sum(1 for _, u, _ in decided if u),
+        "threshold": ranking.COVERAGE_THRESHOLD,
+        "in_sample": pr(*scores(decided, ranking.COVERAGE_THRESHOLD)),
+        "leave_one_organization_out": {**pr(*cross), "thresholds": chosen},
+        "by_missing_name_or_code": sum(1 for _, u, e in decided if u and e.missing),
+        "mistakes": wrong,
+    }
+
+
+async def timed_searches(
+    sessions: async_sessionmaker[AsyncSession],
+    org_id: uuid.UUID,
+    kb_id: uuid.UUID,
+    questions: Sequence[str],
+) -> list[float]:
+    elapsed = []
+    for question in questions:
+        started = time.perf_counter()
+        async with sessions() as session:
+            await KnowledgeSearch(session, org_id, GeminiGateway(Settings())).search(
+                kb_id, question, 10
+            )
+        elapsed.append((time.perf_counter() - started) * 1000)
+    return elapsed
+
+
+async def budget_agreement(
+    sessions: async_sessionmaker[AsyncSession],
+    kb: KnowledgeBase,
+    questions: Sequence[str],
+) -> dict[str, float]:
+    """Top-10 overlap between the budgeted search and exhaustive BM25 on the large base."""
+    overlaps = []
+    for question in questions:
+        async with sessions() as session:
+            search = KnowledgeSearch(session, kb.org_id, GeminiGateway(Settings()))
+            retrieved = await search.retrieve(kb, question, 10)
+            budgeted = [result.passage.chunk_id for result in retrieved.results]
+            terms = analysis.unique(analysis.terms(question))[: ranking.MAX_QUERY_TERMS]
+            dfs = await search.bases.document_frequencies(kb.id, terms)
+            if not dfs:
+                continue
+            weights = ranking.question_weights(terms, dfs, kb.chunk_count)
+            exhaustive = await ChunkRepository(session, kb.org_id).lexical(
+                kb.id,
+                {t: weights[t] for t in terms if t in dfs},
+                list(dfs),
+                kb.token_count / kb.chunk_count,
+                pool=kb.chunk_count,
+                budget=kb.chunk_count,
+            )
+        best = [hit.chunk_id for hit in exhaustive[:10]]
+        overlaps.append(len(set(best) & set(budgeted)) / max(1, len(best)))
+    return {
+        "queries": len(overlaps),
+        "mean_top10_overlap": round(statistics.fmean(overlaps), 3),
+        "identical_top10": round(sum(1 for o in overlaps if o == 1) / len(overlaps), 3),
+    }
+
+
+async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(Settings(database_pool_size=2), url)
+    sessions = create_sessionmaker(engine)
+    try:
+        goldens = await load_golden(sessions)
+        result: dict[str, Any] = {"retrieval": await quality(sessions, goldens)}
+        progress("retrieval quality measured")
+        result["gate"] = await gate(sessions, goldens)
+        progress("gate measured")
+        if args.load_chunks:
+            kb = await load_synthetic(sessions, goldens, args.load_chunks)
+            questions = [q["question"] for g in goldens for q in g.questions]
+            sample = (questions * math.ceil(args.queries / len(questions)))[: args.queries]
+            await timed_searches(sessions, kb.org_id, kb.id, questions[:20])  # warm-up
+            result["latency_large_kb"] = {
+                "chunks": kb.chunk_count,
+                **latency(await timed_searches(sessions, kb.org_id, kb.id, sample)),
+            }
+            small: list[float] = []
+            for golden in goldens:
+                small += await timed_searches(
+                    sessions,
+                    golden.principal.org_id,
+                    golden.kb.id,
+                    [q["question"] for q in golden.questions],
+                )
+            result["latency_golden_kbs_next_to_it"] = latency(small)
+            result["candidate_budget_vs_exhaustive"] = await budget_agreement(
+                sessions, kb, questions[:: max(1, len(questions) // args.exhaustive_sample)]
+            )
+            progress("latency measured")
+        return result
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.retrieval.run")
+    parser.add_argument("--load-chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=450)
+    parser.add_argument("--exhaustive-sample", type=int, default=50)
+    parser.add_argument("--admin-database-url", default=DEFAULT_ADMIN_DATABASE_URL)
+    args = parser.parse_args()
+    with fresh_database(args.admin_database_url, prefix="bench_retrieval") as url:
+        asyncpg_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        result = asyncio.run(run(asyncpg_url, args))
+    write_results(
+        "retrieval",
+        {
+            "machine": machine_info(),
+            "settings": {"load_chunks": args.load_chunks, "queries": args.queries},
+            **result,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

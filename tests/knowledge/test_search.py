@@ -1,0 +1,135 @@
+"""GET /knowledge-bases/{id}/search: ranking, per-method scores, and organization isolation."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.db import create_sessionmaker
+from app.domain.orgs.service import create_organization
+from tests.knowledge.conftest import Client, create_kb, upload
+from tests.stubs import GeminiStub
+
+DOCS = {
+    "errors.md": b"# API errors\n\n## E1042\n\nE1042 means the idempotency key was reused.\n\n"
+    b"## E1310\n\nE1310 means the payment has not settled yet.",
+    "terminals.md": b"# Terminals\n\nThe NP-410 costs 199 euros. The NP-200 costs 99 euros.",
+    "reembolsos.md": "# Reembolsos\n\nO reembolso no cartão leva até 10 dias úteis.".encode(),
+}
+
+
+async def _load(client: Client, headers: dict[str, str]) -> str:
+    kb_id = await create_kb(client, headers)
+    for name, content in DOCS.items():
+        assert (await upload(client, headers, kb_id, name, content)).status_code == 201
+    return kb_id
+
+
+async def test_search_ranks_codes_and_reports_each_score(
+    gemini_client: Client, admin_headers: dict[str, str], gemini: GeminiStub
+) -> None:
+    kb_id = await _load(gemini_client, admin_headers)
+
+    response = await gemini_client.get(
+        f"/api/v1/knowledge-bases/{kb_id}/search",
+        params={"q": "What does error E1310 mean?", "top_k": 2},
+        headers=admin_headers,
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dense"] is True
+    assert "e1310" in body["terms"]
+    best = body["items"][0]
+    assert (best["title"], best["heading"]) == ("errors", "API errors > E1042")
+    assert "E1310 means the payment has not settled yet." in best["snippet"]
+    assert best["scores"]["bm25"] > 0
+    assert -1 <= best["scores"]["dense"] <= 1
+    assert best["score"] == best["scores"]["fused"]
+    assert len(body["items"]) <= 2
+
+
+async def test_search_folds_accents_stems_and_keeps_codes(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    kb_id = await _load(client, admin_headers)
+
+    async def titles(q: str) -> list[str]:
+        response = await client.get(
+            f"/api/v1/knowledge-bases/{kb_id}/search", params={"q": q}, headers=admin_headers
+        )
+        body = response.json()
+        assert body["dense"] is False
+        assert all(item["scores"]["dense"] is None for item in body["items"])
+        return [item["title"] for item in body["items"]]
+
+    assert (await titles("reembolsos no cartao"))[0] == "reembolsos"
+    assert (await titles("how much is the np-410"))[0] == "terminals"
+    assert await titles("NP-300") == ["terminals"]  # shares "np", but ranks nothing new
+    assert await titles("zebra") == []
+    bad = await client.get(
+        f"/api/v1/knowledge-bases/{kb_id}/search",
+        params={"q": "x", "top_k": 51},
+        headers=admin_headers,
+    )
+    assert bad.status_code == 422
+
+
+async def test_organizations_never_see_each_others_knowledge(
+    client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
+) -> None:
+    kb_id = await _load(client, admin_headers)
+    async with create_sessionmaker(clean_db).begin() as session:
+        _, other_key = await create_organization(session, "other")
+    other = {"Authorization": f"Bearer {other_key}"}
+    own_kb = await create_kb(client, other, "theirs")
+
+    for method, url in (
+        ("GET", f"/api/v1/knowledge-bases/{kb_id}"),
+        ("GET", f"/api/v1/knowledge-bases/{kb_id}/documents"),
+        ("GET", f"/api/v1/knowledge-bases/{kb_id}/search?q=E1042"),
+        ("POST", f"/api/v1/knowledge-bases/{kb_id}/documents"),
+    ):
+        response = await client.request(
+            method, url, headers=other, files={"file": ("x.txt", b"hijack")}
+        )
+        assert response.status_code == 404, (method, url)
+    document_id = (
+        await client.get(f"/api/v1/knowledge-bases/{kb_id}/documents", headers=admin_headers)
+    ).json()["items"][0]["id"]
+    for kb in (kb_id, own_kb):
+        url = f"/api/v1/knowledge-bases/{kb}/documents/{document_id}"
+        assert (await client.get(url, headers=other)).status_code == 404
+        assert (await client.delete(url, headers=other)).status_code == 404
+
+    asked = await client.post(
+        "/api/v1/query", json={"question": "E1042", "knowledge_base_id": kb_id}, headers=other
+    )
+    assert asked.status_code == 404
+    own = await client.post("/api/v1/query", json={"question": "E1042"}, headers=other)
+    assert (own.json()["mode"], own.json()["sources"]) == ("no_answer", [])
+    listed = (await client.get("/api/v1/knowledge-bases", headers=other)).json()
+    assert [kb["name"] for kb in listed["items"]] == ["theirs"]
+
+
+async def test_agent_keys_read_but_do_not_write(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    kb_id = await _load(client, admin_headers)
+    support_agent = await client.post(
+        "/api/v1/agents", json={"name": "Ana", "email": "ana@example.com"}, headers=admin_headers
+    )
+    key = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "desk", "role": "agent", "agent_id": support_agent.json()["id"]},
+        headers=admin_headers,
+    )
+    agent = {"Authorization": f"Bearer {key.json()['api_key']}"}
+
+    assert (await client.post("/api/v1/query", json={"question": "E1042"}, headers=agent)).json()[
+        "mode"
+    ] == "extractive"
+    for response in (
+        await client.post("/api/v1/knowledge-bases", json={"name": "x"}, headers=agent),
+        await upload(client, agent, kb_id, "x.txt", b"hello"),
+    ):
+        assert response.status_code == 403
