@@ -378,7 +378,7 @@ class AgentService:
         now = datetime.now(UTC)
         if to_agent_id is not None:
             await self.agent(to_agent_id)
-            previous = await release(self.session, conversation_id, "transferred", now)
+            await release(self.session, conversation_id, "transferred", now)
             taken = await Routing(self.session, self.org_id, now).assign_to(
                 conversation_id, to_agent_id, "transfer"
             )
@@ -426,6 +426,3 @@ class AgentService:
             resolution_seconds_median=_seconds(row.res_median),
             resolution_seconds_p90=_seconds(row.res_p90),
         )
-
-    async def agent_count(self) -> int:
-        return await self.agents.count()

@@ -71,7 +71,9 @@ class BotReplier:
         log.debug("bot turn: {}", outcome)
 
     async def reply(self, job: ClaimedJob) -> str:
-        async with self.sessionmaker() as session:
+        # Reading and answering run without a transaction (autocommit): the answer may wait
+        # on Gemini for a while, and an open transaction would sit idle holding its snapshot.
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
             conversation = await session.get_one(Conversation, job.conversation_id)
             if conversation.status != "bot":
                 await self._complete(job)
@@ -107,7 +109,7 @@ class BotReplier:
             conversation = await self._lock(session, job.conversation_id)
             if conversation.status == "bot":
                 await escalate(session, conversation, reason, datetime.now(UTC))
-            await fail_in(session, job, reason)
+            await fail(await session.connection(), job.id, reason)
 
     async def _escalate(self, job: ClaimedJob, reason: str, notice_kind: str, language: str) -> str:
         async with self.sessionmaker.begin() as session:
@@ -149,7 +151,3 @@ class BotReplier:
     @staticmethod
     async def _complete_in(session: AsyncSession, job: ClaimedJob) -> None:
         await complete(await session.connection(), job.id)
-
-
-async def fail_in(session: AsyncSession, job: ClaimedJob, reason: str) -> None:
-    await fail(await session.connection(), job.id, reason)
