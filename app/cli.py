@@ -1,4 +1,5 @@
-"""The `botlyne` console script: serve, database migrations and organizations."""
+"""The `botlyne` console script: serve, workers, database migrations, organizations and
+maintenance."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from alembic import command
 
@@ -45,12 +47,21 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
     from app.core.db import create_engine, create_sessionmaker
+    from app.core.events import EventBus, redis_publisher
     from app.core.redis import create_redis
     from app.core.resilience import resilience_manager
+    from app.domain.agents.presence import Presence
     from app.domain.conversations.answers import KnowledgeAnswerer
+    from app.domain.health.monitor import monitoring
+    from app.domain.maintenance.service import keep_maintaining
     from app.gateways.gemini import GeminiGateway
     from app.gateways.http import create_http_client
-    from app.workers.runtime import build_runners, keep_applying_timeouts, running
+    from app.workers.runtime import (
+        build_runners,
+        keep_applying_timeouts,
+        keep_checking_presence,
+        running,
+    )
 
     url = database_url_for(settings)
     if settings.auto_migrate:
@@ -67,10 +78,25 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         sessionmaker = create_sessionmaker(engine)
-        runners = build_runners(settings, engine, sessionmaker, http, KnowledgeAnswerer(gemini))
+        # Events raised here reach API processes through Redis; without it nobody could listen.
+        events = EventBus(redis_publisher(redis) if redis is not None else None, engine)
+        events.bind(sessionmaker)
+        presence = Presence(redis, settings.presence_grace_seconds)
+        answerer = KnowledgeAnswerer(gemini)
+        runners = build_runners(settings, engine, sessionmaker, http, answerer, events)
         try:
-            async with running(runners, keep_applying_timeouts(settings, sessionmaker)):
+            async with (
+                monitoring(settings, engine, redis, http, gemini) as monitor,
+                running(
+                    runners,
+                    keep_applying_timeouts(settings, sessionmaker),
+                    keep_checking_presence(presence, sessionmaker),
+                    monitor.keep_sampling(),
+                    keep_maintaining(settings, engine),
+                ),
+            ):
                 await stop.wait()
+            await events.aclose()
         finally:
             await gemini.aclose()
             await http.aclose()
@@ -126,6 +152,36 @@ def _org_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _maintenance_run(args: argparse.Namespace, settings: Settings) -> int:
+    from app.core.db import create_engine
+    from app.domain.maintenance.service import RetentionPolicy, run
+
+    url = database_url_for(settings)
+    if settings.auto_migrate:
+        upgrade(url)
+
+    async def passes() -> dict[str, Any]:
+        engine = create_engine(settings, url)
+        try:
+            policy = RetentionPolicy.from_settings(settings)
+            return await run(engine, policy, max_passes=1 if args.once else None)
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(passes())
+    if args.json:
+        print(json.dumps(summary))
+    elif summary["skipped"]:
+        print("maintenance: skipped, another session is running a pass (it does the work)")
+    else:
+        print(f"maintenance: {summary['passes']} pass(es) in {summary['duration_ms']} ms")
+        for key, value in summary.items():
+            if key not in ("passes", "skipped", "duration_ms"):
+                shown = ("yes" if value else "no") if isinstance(value, bool) else value
+                print(f"  {key.replace('_', ' ')}: {shown}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botlyne", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(handler=_org_create)
+
+    maintenance = commands.add_parser("maintenance", help="retention and clean-up")
+    maintenance_commands = maintenance.add_subparsers(dest="maintenance_command", required=True)
+    run = maintenance_commands.add_parser(
+        "run", help="run maintenance passes (run_maintenance_tasks) until no work remains"
+    )
+    run.add_argument("--once", action="store_true", help="one pass only")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(handler=_maintenance_run)
     return parser
 
 

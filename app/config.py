@@ -63,16 +63,37 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     agent_response_timeout_seconds: int = 120
     queue_check_interval_seconds: float = 5.0
 
+    # Maintenance (run_maintenance_tasks); an interval of 0 turns the in-process scheduler off.
+    maintenance_interval_seconds: float = 3600.0
+    abandoned_conversation_hours: int = 24
+    message_retention_days: int = 7
+    audit_retention_days: int = 90
+    integration_event_retention_days: int = 30
+
+    # The agents' console and its event stream.
+    presence_grace_seconds: float = 60.0
+    events_heartbeat_seconds: float = 15.0
+    cors_allowed_origins: tuple[str, ...] = ()
+
     circuit_breaker_failure_threshold: int = 5
     circuit_breaker_timeout: float = 60.0
 
     log_level: str = "INFO"
     enable_structured_logging: bool = True
     alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = None
     observability_token: str | None = None
+    health_cache_seconds: float = 5.0
+    health_check_interval_seconds: float = 60.0
+    health_max_reply_delay_seconds: int = 120
+    health_max_queue_wait_seconds: int = 900
+    health_max_outbox_backlog: int = 500
+    health_max_failed_deliveries_per_hour: int = 20
 
     # Fields whose environment value is a comma-separated list.
-    list_fields: ClassVar[frozenset[str]] = frozenset({"allowed_webhook_ips", "trusted_proxies"})
+    list_fields: ClassVar[frozenset[str]] = frozenset(
+        {"allowed_webhook_ips", "trusted_proxies", "cors_allowed_origins"}
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -88,6 +109,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "delivery_max_age_seconds",
             "queue_timeout_seconds",
             "agent_response_timeout_seconds",
+            "abandoned_conversation_hours",
+            "message_retention_days",
+            "audit_retention_days",
+            "integration_event_retention_days",
+            "health_max_reply_delay_seconds",
+            "health_max_queue_wait_seconds",
+            "health_max_outbox_backlog",
+            "health_max_failed_deliveries_per_hour",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.upper()}: must be a positive integer")
@@ -103,9 +132,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             "gemini_timeout_seconds",
             "circuit_breaker_timeout",
             "queue_check_interval_seconds",
+            "health_check_interval_seconds",
+            "presence_grace_seconds",
+            "events_heartbeat_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.upper()}: must be a positive number of seconds")
+        if self.health_cache_seconds < 0:
+            raise ValueError("HEALTH_CACHE_SECONDS: must be zero or a positive number of seconds")
+        if self.maintenance_interval_seconds < 0:
+            raise ValueError(
+                "MAINTENANCE_INTERVAL_SECONDS: must be a number of seconds (0 turns it off)"
+            )
         if self.bootstrap_admin_key is not None and len(self.bootstrap_admin_key) < 24:
             raise ValueError("BOOTSTRAP_ADMIN_KEY: must be at least 24 characters")
         if self.log_level.upper() not in LOG_LEVELS:
@@ -120,6 +158,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 _check_url(name.upper(), value, ("http", "https"))
         _check_networks("ALLOWED_WEBHOOK_IPS", self.allowed_webhook_ips)
         _check_networks("TRUSTED_PROXIES", self.trusted_proxies)
+        for origin in self.cors_allowed_origins:
+            _check_origin("CORS_ALLOWED_ORIGINS", origin)
 
     @property
     def async_database_url(self) -> str | None:
@@ -140,6 +180,15 @@ def _check_url(variable: str, value: str, schemes: tuple[str, ...]) -> None:
         raise ValueError(f"{variable}: scheme must be one of {', '.join(schemes)}")
     if parts.scheme in ("http", "https") and not parts.netloc:
         raise ValueError(f"{variable}: must be an absolute URL")
+
+
+def _check_origin(variable: str, origin: str) -> None:
+    """An origin as browsers send it: `scheme://host[:port]`, no path; or `*` for any."""
+    if origin == "*":
+        return
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+        raise ValueError(f"{variable}: {origin!r} is not an origin like https://app.example.com")
 
 
 def _check_networks(variable: str, entries: tuple[str, ...]) -> None:

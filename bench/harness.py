@@ -540,10 +540,15 @@ def _run_wrk(
 
 
 def _run_python(
-    url: str, connections: int, duration: int, warmup: int, cpus: Iterable[int] | None
+    url: str,
+    connections: int,
+    duration: int,
+    warmup: int,
+    cpus: Iterable[int] | None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.load", url, f"--connections={connections}"]
-    argv += [f"--duration={duration}", f"--warmup={warmup}"]
+    argv += [f"--duration={duration}", f"--warmup={warmup}", *extra]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if part
@@ -594,6 +599,9 @@ def run_load(
     threads: int = 1,
     cpus: Iterable[int] | None = None,
     server: ServerProcess | None = None,
+    requests: str | None = None,
+    requests_arg: str | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """Keep `connections` keep-alive connections busy on `url` from another process.
 
@@ -601,9 +609,24 @@ def run_load(
     client's whole run (warm-up included), how many cores the client, the `server` (if given) and
     everything else on the machine used: a server near 1.0 is the saturated side, and a large
     `other_cpu_util` marks a run disturbed by a neighbour.
+
+    `requests` ("MODULE:ATTR", with `requests_arg`) builds every request itself and `rate` sends
+    at a fixed rate (open loop); both exist only in `bench.load` (see its docstring), so they
+    select the Python client.
     """
     if connections < 1 or duration < 1 or warmup < 0:
         raise ValueError("connections and duration must be >= 1, warmup >= 0")
+    extra: list[str] = []
+    if requests is not None:
+        extra.append(f"--requests={requests}")
+        if requests_arg is not None:
+            extra.append(f"--requests-arg={requests_arg}")
+    if rate is not None:
+        extra.append(f"--rate={rate}")
+    if extra:
+        if tool == "wrk":
+            raise ValueError("requests= and rate= need the Python load generator (tool='python')")
+        tool = "python"
     chosen = load_tool(tool)
     server_before = server.cpu_seconds() if server else 0.0
     client_before = _children_cpu()
@@ -612,7 +635,7 @@ def run_load(
     if chosen == "wrk":
         result = _run_wrk(url, connections, duration, warmup, threads, cpus)
     else:
-        result = _run_python(url, connections, duration, warmup, cpus)
+        result = _run_python(url, connections, duration, warmup, cpus, extra)
     wall = time.perf_counter() - started
     client = _children_cpu() - client_before
     server_used = server.cpu_seconds() - server_before if server else 0.0
@@ -622,6 +645,107 @@ def run_load(
         result["server_cpu_util"] = round(server_used / wall, 3)
     result["other_cpu_util"] = round(max(other, 0.0) / wall, 3)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# CPU of the shared services a server leans on (PostgreSQL, Redis)
+
+
+async def _postmaster_pid(database_url: str) -> int:
+    import asyncpg
+    import psutil
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        # Read while the backend lives: its parent is the postmaster of the cluster.
+        return int(psutil.Process(backend).ppid())
+    finally:
+        await connection.close()
+
+
+def _postmaster(database_url: str) -> Any:
+    import psutil
+
+    try:
+        return psutil.Process(asyncio.run(_postmaster_pid(database_url)))
+    except psutil.Error:
+        return None
+
+
+def _backend_database(cmdline: Sequence[str]) -> str | None:
+    """The database of a backend titled "postgres: [cluster:] user database host(port) state";
+    None for auxiliary processes ("postgres: 15/main: walwriter")."""
+    words = " ".join(cmdline).split()
+    if not words or words[0] != "postgres:":
+        return None
+    rest = words[1:]
+    if rest and rest[0].endswith(":"):
+        rest = rest[1:]
+    if len(rest) >= 3 and (rest[2].endswith(")") or rest[2] == "[local]"):
+        return rest[1]
+    return None
+
+
+class ServiceCpu:
+    """Cores used by the PostgreSQL cluster of `database_url` and by redis-server over a window.
+
+    `snapshot()` before and after, then `between(before, after)`: `postgres` (postmaster and its
+    children, including those that exited meanwhile), `postgres_elsewhere` (the part of it spent
+    by backends of other databases: a neighbour's tests on the same cluster) and `redis`, in CPU
+    seconds. A child that exits has its whole life's CPU added to the postmaster's reaped total at
+    once, so what it had used before the window (known from the first snapshot) is taken off.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.postmaster = _postmaster(database_url)
+        # Backends show "postgres: <user> <database> <host> ..." as their command line.
+        self.database = urlsplit(database_url).path.lstrip("/")
+
+    def snapshot(self) -> dict[str, Any]:
+        import psutil
+
+        children: dict[int, tuple[float, bool]] = {}
+        own = reaped = 0.0
+        if self.postmaster is not None:
+            times = self.postmaster.cpu_times()
+            own = times.user + times.system
+            reaped = times.children_user + times.children_system
+            for child in self.postmaster.children():
+                try:
+                    child_times = child.cpu_times()
+                    database = _backend_database(child.cmdline())
+                except psutil.Error:
+                    continue
+                elsewhere = database is not None and database != self.database
+                children[child.pid] = (child_times.user + child_times.system, elsewhere)
+        redis = 0.0
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] == "redis-server":
+                try:
+                    times = process.cpu_times()
+                except psutil.Error:
+                    continue
+                redis += times.user + times.system
+        return {"own": own, "reaped": reaped, "children": children, "redis": redis}
+
+    @staticmethod
+    def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+        live = elsewhere = 0.0
+        for pid, (cpu, other_database) in after["children"].items():
+            previous = before["children"].get(pid, (0.0, other_database))[0]
+            live += cpu - previous
+            if other_database:
+                elsewhere += cpu - previous
+        gone = {pid: v for pid, v in before["children"].items() if pid not in after["children"]}
+        exited = max(0.0, after["reaped"] - before["reaped"] - sum(v[0] for v in gone.values()))
+        if gone:
+            elsewhere += exited * sum(1 for _, other in gone.values() if other) / len(gone)
+        return {
+            "postgres": after["own"] - before["own"] + live + exited,
+            "postgres_elsewhere": elsewhere,
+            "redis": after["redis"] - before["redis"],
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -713,6 +837,16 @@ def write_results(name: str, payload: Mapping[str, Any], *, echo: bool = True) -
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that a benchmark stopped with `kill` still runs its
+    `finally` blocks: servers stopped, scratch databases dropped."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def progress(message: str) -> None:

@@ -28,8 +28,13 @@ EXPECTED_BODY = b'{"status":"ok"}'
 SIDES = ("botlyne", "reference")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.health_throughput", description=__doc__)
+def parse_args(
+    argv: Sequence[str] | None,
+    prog: str = "python -m bench.health_throughput",
+    description: str | None = __doc__,
+) -> argparse.Namespace:
+    """The options of a throughput comparison (also used by `bench.metrics_overhead`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--rounds", type=int, default=5, help="measurements per side (>= 3)")
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each")
@@ -45,6 +50,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="cores used by other processes above which a run is repeated (at most --retries)",
     )
     parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument(
+        "--quiet-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the machine to be quiet before each run",
+    )
     parser.add_argument("--admin-database-url", default=harness.DEFAULT_ADMIN_DATABASE_URL)
     args = parser.parse_args(argv)
     if args.rounds < 3:
@@ -65,7 +76,7 @@ def measure(
     """One load run; repeated when a neighbour took more than the threshold of the machine."""
     attempts: list[dict[str, Any]] = []
     for _ in range(args.retries + 1):
-        quiet = harness.wait_for_quiet(threshold=args.busy_threshold)
+        quiet = harness.wait_for_quiet(threshold=args.busy_threshold, timeout=args.quiet_timeout)
         result = harness.run_load(
             server.url(PATH),
             connections=args.connections,
@@ -179,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["botlyne"]["requests_per_s_median"] / summary["reference"]["requests_per_s_median"]
     )
     ratios = [entry["ratio"] for entry in rounds]
+    # Runs still disturbed after every retry: the figure is then only an indication.
+    disturbed = [
+        f"round {entry['round']} {side}"
+        for entry in rounds
+        for side in SIDES
+        if entry[side]["other_cpu_util"] > args.busy_threshold
+    ]
     payload = {
         "benchmark": "health_throughput",
         "command": command,
@@ -207,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "goal": GOAL,
             "meets_goal": ratio >= GOAL,
+            "disturbed_runs": disturbed,
         },
         "servers": {**stopped, "botlyne_error_log_lines": botlyne_errors},
     }
@@ -219,6 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             GOAL,
         )
     )
+    if disturbed:
+        harness.progress(
+            f"WARNING: {len(disturbed)} of {2 * args.rounds} runs shared the machine with other "
+            f"work (> {args.busy_threshold} cores): {', '.join(disturbed)}"
+        )
     return 0
 
 

@@ -50,6 +50,10 @@ def test_values_are_converted_from_strings() -> None:
         ("TRUSTED_PROXIES", "nonsense"),
         ("CIRCUIT_BREAKER_TIMEOUT", "-1"),
         ("BOOTSTRAP_ADMIN_KEY", "short"),
+        ("ALERT_WEBHOOK_URL", "hooks.example.com/alerts"),
+        ("HEALTH_CACHE_SECONDS", "-1"),
+        ("HEALTH_CHECK_INTERVAL_SECONDS", "0"),
+        ("HEALTH_MAX_OUTBOX_BACKLOG", "0"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:

@@ -20,6 +20,8 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.core.observability import count_error
+
 # SQLSTATE → (HTTP status, public detail). Anything not here is a server error.
 SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "23505": (HTTP_409_CONFLICT, "Conflicts with an existing resource"),
@@ -119,6 +121,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     route = request.scope.get("path_template") or "unmatched"
     logger.bind(route=route, method=request.method).opt(exception=exc).error("unhandled error")
+    count_error("http", exc)
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
 
 

@@ -30,6 +30,7 @@ _EXTRA_KEYS = (
     "org_id",
     "integration_id",
     "conversation_id",
+    "job_id",
     "route",
     "method",
     "status_code",

@@ -9,7 +9,7 @@ import msgspec
 
 from app.config import Settings
 from app.core.resilience import ClientFault, with_circuit_breaker
-from app.gateways.http import json_or_empty, post_json
+from app.gateways.http import get, json_or_empty, post_json
 
 BREAKER = "evolution"
 
@@ -25,6 +25,18 @@ class EvolutionGateway:
         self.base_url = (settings.evolution_api_base_url or "").rstrip("/")
         self.global_key = settings.evolution_api_global_key
         self.client = client
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
+
+    async def probe(self, deadline: float) -> None:
+        """GET / (Evolution's welcome document): proves the server answers and sends nothing.
+
+        Outside the breaker on purpose: a health probe must neither trip it nor be refused by it.
+        Raises `TransientError` or `ClientFault` as any call does.
+        """
+        await get(self.client, f"{self.base_url}/", headers={}, deadline=deadline)
 
     @with_circuit_breaker(BREAKER)
     async def send_text(

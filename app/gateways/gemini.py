@@ -103,6 +103,17 @@ class GeminiGateway:
             raise GeminiUnavailable("GOOGLE_API_KEY is not set")
         return self._client
 
+    async def probe(self, deadline: float) -> None:
+        """GET models/{model}: proves Gemini answers and accepts the key without spending quota.
+
+        Outside the retry and the breaker on purpose: a health probe must neither trip the
+        breaker nor be refused by it. Raises what a call raises (`TransientError`,
+        `ClientFault`, `GeminiUnavailable`).
+        """
+        client = self._sdk()
+        async with _translated(deadline):
+            await client.aio.models.get(model=self.model)
+
     async def generate(self, system: str, prompt: str) -> str:
         """The model's text for `prompt` under the `system` instruction ("" when it gave none)."""
         return await self._generate(self._sdk(), system, prompt)

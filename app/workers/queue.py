@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.core.observability import error_context
 
 _CLAIM = text(
     """
@@ -144,24 +145,24 @@ class JobRunner:
         return len(jobs)
 
     async def _run(self, job: ClaimedJob) -> None:
-        try:
+        # The handler records outcomes itself; anything escaping is a bug or an outage. The
+        # lease lapses and the job is tried again.
+        async with error_context(
+            f"worker:{self.kind}",
+            "job failed unexpectedly",
+            job_id=job.id,
+            org_id=job.org_id,
+            conversation_id=job.conversation_id,
+        ):
             await self.handler(job)
-        except Exception as exc:
-            # The handler records outcomes itself; anything escaping is a bug or an outage.
-            # The lease lapses and the job is tried again.
-            logger.bind(component=f"worker:{self.kind}").opt(exception=exc).error(
-                "job {} failed unexpectedly", job.id
-            )
 
     async def run_forever(self) -> None:
         while True:
-            try:
+            claimed = 0
+            async with error_context(
+                f"worker:{self.kind}", "claiming jobs failed", level="WARNING"
+            ):
                 claimed = await self.run_once()
-            except Exception as exc:
-                logger.bind(component=f"worker:{self.kind}").warning(
-                    "claiming jobs failed: {}", type(exc).__name__
-                )
-                claimed = 0
             if claimed < self.concurrency:
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):

@@ -15,7 +15,10 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.events import EventBus
+from app.core.observability import error_context
 from app.domain.agents.desk import apply_timeouts
+from app.domain.agents.presence import Presence, mark_lapsed_away
 from app.domain.conversations.bot import Answerer, BotReplier
 from app.domain.conversations.delivery import DeliveryHandler
 from app.gateways.callback import CallbackGateway
@@ -29,6 +32,7 @@ def build_runners(
     sessionmaker: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
     answerer: Answerer,
+    events: EventBus | None = None,
 ) -> dict[str, JobRunner]:
     delivery = DeliveryHandler(
         engine,
@@ -36,6 +40,7 @@ def build_runners(
         CallbackGateway(http),
         settings.delivery_max_age_seconds,
         settings.delivery_retry_base_seconds,
+        events,
     )
     bot = BotReplier(engine, sessionmaker, answerer, settings.bot_max_failures)
     concurrency = settings.worker_concurrency
@@ -71,7 +76,7 @@ async def keep_applying_timeouts(
     """Queue and response timeouts, every `QUEUE_CHECK_INTERVAL_SECONDS`; safe on any number of
     processes (the rows it changes are claimed with `SKIP LOCKED`)."""
     while True:
-        try:
+        async with error_context("queue", "queue timeouts failed", level="WARNING"):
             async with sessionmaker.begin() as session:
                 report = await apply_timeouts(
                     session,
@@ -86,6 +91,16 @@ async def keep_applying_timeouts(
                     report.reassigned,
                     report.dispatched,
                 )
-        except Exception as exc:
-            logger.bind(component="queue").warning("queue timeouts failed: {}", type(exc).__name__)
         await asyncio.sleep(settings.queue_check_interval_seconds)
+
+
+async def keep_checking_presence(
+    presence: Presence, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Agents silent for `PRESENCE_GRACE_SECONDS` go `away`, a few times per grace period; safe
+    on any number of processes (each lapse is claimed by one of them)."""
+    interval = max(0.2, min(5.0, presence.grace_seconds / 4))
+    while True:
+        async with error_context("presence", "presence check failed", level="WARNING"):
+            await mark_lapsed_away(presence, sessionmaker)
+        await asyncio.sleep(interval)

@@ -61,6 +61,7 @@ from bench.harness import (
     fresh_database,
     machine_info,
     progress,
+    wait_for_quiet,
     write_results,
 )
 
@@ -69,7 +70,7 @@ ORGS = ("nimbuspay", "casaverde", "rutasur")
 RELEVANT = 2
 RANKED_CHUNKS = 50
 SYNTHETIC_WORDS = 110
-SYNTHETIC_CHUNKS_PER_DOCUMENT = 100
+SYNTHETIC_PARAGRAPHS = 100
 
 Ranking = list[str]
 
@@ -176,8 +177,8 @@ async def load_golden(sessions: async_sessionmaker[AsyncSession]) -> list[Golden
 async def load_synthetic(
     sessions: async_sessionmaker[AsyncSession], goldens: Sequence[Golden], chunks: int
 ) -> KnowledgeBase:
-    """Documents of `SYNTHETIC_CHUNKS_PER_DOCUMENT` paragraphs of ~`SYNTHETIC_WORDS` words, each
-    paragraph random golden sentences, until the knowledge base holds `chunks` chunks."""
+    """Documents of `SYNTHETIC_PARAGRAPHS` paragraphs of at least `SYNTHETIC_WORDS` words of
+    random golden sentences, until the knowledge base holds `chunks` chunks."""
     pool = [s for g in goldens for d in g.documents for s in sentences(d["content"])]
     pool = [s for s in pool if len(s.split()) >= 4 and not s.startswith(("#", "|", "<"))]
     rng = random.Random(20261128)
@@ -185,7 +186,7 @@ async def load_synthetic(
     started, number, stored = time.perf_counter(), 0, 0
     while stored < chunks:
         paragraphs = []
-        for _ in range(min(SYNTHETIC_CHUNKS_PER_DOCUMENT, chunks - stored)):
+        for _ in range(min(SYNTHETIC_PARAGRAPHS, chunks - stored)):
             words: list[str] = []
             while len(words) < SYNTHETIC_WORDS:
                 words.extend(rng.choice(pool).split())
@@ -479,8 +480,12 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             questions = [q["question"] for g in goldens for q in g.questions]
             sample = (questions * math.ceil(args.queries / len(questions)))[: args.queries]
             await timed_searches(sessions, kb.org_id, kb.id, questions[:20])  # warm-up
+            # Other people's work on a shared machine shows up as latency: wait for a lull and
+            # record how busy the machine still was.
+            busy = await asyncio.to_thread(wait_for_quiet, 0.3, 1.0, args.quiet_timeout)
             result["latency_large_kb"] = {
                 "chunks": kb.chunk_count,
+                "busy_cores_before": busy,
                 **latency(await timed_searches(sessions, kb.org_id, kb.id, sample)),
             }
             small: list[float] = []
@@ -506,8 +511,16 @@ def main() -> None:
     parser.add_argument("--load-chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=450)
     parser.add_argument("--exhaustive-sample", type=int, default=50)
+    parser.add_argument(
+        "--candidate-budget",
+        type=int,
+        default=ranking.CANDIDATE_BUDGET,
+        help="override ranking.CANDIDATE_BUDGET for this run, to compare settings",
+    )
+    parser.add_argument("--quiet-timeout", type=float, default=300.0)
     parser.add_argument("--admin-database-url", default=DEFAULT_ADMIN_DATABASE_URL)
     args = parser.parse_args()
+    ranking.CANDIDATE_BUDGET = args.candidate_budget
     with fresh_database(args.admin_database_url, prefix="bench_retrieval") as url:
         asyncpg_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
         result = asyncio.run(run(asyncpg_url, args))
@@ -515,7 +528,11 @@ def main() -> None:
         "retrieval",
         {
             "machine": machine_info(),
-            "settings": {"load_chunks": args.load_chunks, "queries": args.queries},
+            "settings": {
+                "load_chunks": args.load_chunks,
+                "queries": args.queries,
+                "candidate_budget": args.candidate_budget,
+            },
             **result,
         },
     )

@@ -11,7 +11,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from app.db.entities import KNOWLEDGE_TRIGGERS, MAINTAIN_KNOWLEDGE_BASE_STATISTICS
+from app.db.entities import (
+    KNOWLEDGE_BASE_LEXEMES,
+    KNOWLEDGE_TRIGGERS,
+    MAINTAIN_KNOWLEDGE_BASE_STATISTICS,
+)
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -111,8 +115,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_document_chunks_knowledge_base_id", "document_chunks", ["knowledge_base_id"]
     )
+    op.create_entity(KNOWLEDGE_BASE_LEXEMES)
     op.create_index(
-        "ix_document_chunks_terms", "document_chunks", ["terms"], postgresql_using="gin"
+        "ix_document_chunks_terms",
+        "document_chunks",
+        [sa.text("knowledge_base_lexemes(knowledge_base_id, terms)")],
+        postgresql_using="gin",
     )
     op.create_entity(MAINTAIN_KNOWLEDGE_BASE_STATISTICS)
     for trigger in KNOWLEDGE_TRIGGERS:
@@ -124,6 +132,7 @@ def downgrade() -> None:
         op.drop_entity(trigger)
     op.drop_entity(MAINTAIN_KNOWLEDGE_BASE_STATISTICS)
     op.drop_table("document_chunks")
+    op.drop_entity(KNOWLEDGE_BASE_LEXEMES)
     op.drop_table("knowledge_base_terms")
     op.drop_table("documents")
     op.drop_table("knowledge_bases")

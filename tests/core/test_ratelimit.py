@@ -22,6 +22,7 @@ from app.core.security.ratelimit import (
     policy_header,
     ratelimit_header,
 )
+from tests.helpers import TcpProxy
 
 MINUTE = Limit("minute", 60, 60)
 HOUR = Limit("hour", 1000, 3600)
@@ -283,63 +284,6 @@ async def test_memory_and_redis_agree(real_redis: Redis, key_prefix: str) -> Non
 
 
 # --- fallback limiter ----------------------------------------------------------------
-
-
-class TcpProxy:
-    """Forwards to Redis; can be stopped/restarted on the same port or black-holed."""
-
-    def __init__(self, target_host: str, target_port: int, *, blackhole: bool = False) -> None:
-        self.target = (target_host, target_port)
-        self.blackhole = blackhole
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            if self.blackhole:
-                while await reader.read(65536):
-                    pass
-                return
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-            self._writers.add(up_writer)
-            pumps = [
-                asyncio.create_task(self._pump(reader, up_writer)),
-                asyncio.create_task(self._pump(up_reader, writer)),
-            ]
-            self._tasks.update(pumps)
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            for pump in pumps:
-                pump.cancel()
-            up_writer.transport.abort()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
 
 
 @pytest.fixture

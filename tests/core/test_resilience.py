@@ -28,6 +28,7 @@ from app.core.resilience import (
 )
 from app.core.resilience import manager as manager_module
 from app.core.resilience.retry import backoff
+from tests.helpers import TcpProxy
 
 OPEN_FOR = 0.2  # breaker timeout in these tests; long enough to observe, short enough to wait out
 PAST_OPEN = OPEN_FOR + 0.05
@@ -49,50 +50,6 @@ class Neighbour:
         if self.failure is not None:
             raise self.failure()
         return "ok"
-
-
-class TcpProxy:
-    """A TCP relay to Redis that can be taken down and brought back on the same port."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, upstream_writer}
-        pipes = [
-            asyncio.create_task(self._pipe(reader, upstream_writer)),
-            asyncio.create_task(self._pipe(upstream_reader, writer)),
-        ]
-        self._tasks.update(pipes)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
 
 
 class FakeClock:

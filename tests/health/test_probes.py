@@ -49,7 +49,11 @@ async def test_request_id_is_echoed_when_sane_and_replaced_when_not(
 
 async def test_openapi_declares_security_and_errors(client: AsyncTestClient[Litestar]) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
-    assert set(schema["components"]["securitySchemes"]) == {"BearerAuth", "ApiKeyAuth"}
+    assert set(schema["components"]["securitySchemes"]) == {
+        "BearerAuth",
+        "ApiKeyAuth",
+        "ObservabilityToken",
+    }
     operation = schema["paths"]["/api/v1/api-keys"]["post"]
     assert {"400", "401", "403", "422", "503"} <= set(operation["responses"])
     assert operation["security"] == [{"BearerAuth": []}, {"ApiKeyAuth": []}]

@@ -33,7 +33,7 @@ async def test_create_shows_the_secret_once(
     assert "evo-secret-key" not in fetched.text
     async with clean_db.connect() as connection:
         audit = (
-            await connection.execute(text("SELECT new_values::text FROM audit_logs"))
+            await connection.execute(text("SELECT concat(old_values, new_values) FROM audit_logs"))
         ).scalars()
         assert all(secret not in row for row in audit)
 

@@ -42,7 +42,10 @@ async def gemini_client(
     database_url: str, gemini: GeminiStub, clean_db: AsyncEngine
 ) -> AsyncIterator[Client]:
     settings = make_settings(
-        database_url, google_api_key=gemini.api_key, google_api_base_url=gemini.base_url
+        database_url,
+        google_api_key=gemini.api_key,
+        google_api_base_url=gemini.base_url,
+        run_workers=False,
     )
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client

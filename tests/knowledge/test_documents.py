@@ -141,7 +141,7 @@ async def test_bad_uploads_are_client_errors(
 async def test_size_limit_is_413(
     database_url: str, admin_headers: dict[str, str], clean_db: AsyncEngine
 ) -> None:
-    settings = make_settings(database_url, document_max_bytes=1000)
+    settings = make_settings(database_url, document_max_bytes=1000, run_workers=False)
     async with AsyncTestClient(app=create_app(settings)) as client:
         kb_id = await create_kb(client, admin_headers)
         large = await upload(client, admin_headers, kb_id, "big.txt", b"word " * 300)
@@ -186,7 +186,7 @@ async def test_reupload_replaces_chunks_and_statistics(
     # Replacing is audited as an update of the document; chunk text stays out of the audit.
     audit = await _rows(
         clean_db,
-        "SELECT operation, coalesce(new_values, old_values)::text FROM audit_logs"
+        "SELECT operation, coalesce(new_values, old_values, '{}')::text FROM audit_logs"
         " WHERE table_name IN ('documents', 'document_chunks') ORDER BY id",
     )
     assert [operation for operation, _ in audit].count("UPDATE") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import create_sessionmaker
+from app.db.models import Conversation, Integration
 from app.domain.orgs.service import create_organization
 from tests.knowledge.conftest import Client, create_kb, upload
 from tests.stubs import GeminiStub
@@ -79,7 +80,17 @@ async def test_organizations_never_see_each_others_knowledge(
 ) -> None:
     kb_id = await _load(client, admin_headers)
     async with create_sessionmaker(clean_db).begin() as session:
-        _, other_key = await create_organization(session, "other")
+        other_org, other_key = await create_organization(session, "other")
+        integration = Integration(org_id=other_org.id, name="site", type="generic")
+        session.add(integration)
+        await session.flush()
+        conversation = Conversation(
+            org_id=other_org.id,
+            integration_id=integration.id,
+            thread_key="thread",
+            contact_external_id="user-1",
+        )
+        session.add(conversation)
     other = {"Authorization": f"Bearer {other_key}"}
     own_kb = await create_kb(client, other, "theirs")
 
@@ -105,6 +116,11 @@ async def test_organizations_never_see_each_others_knowledge(
         "/api/v1/query", json={"question": "E1042", "knowledge_base_id": kb_id}, headers=other
     )
     assert asked.status_code == 404
+    theirs = {"question": "E1042", "conversation_id": str(conversation.id)}
+    assert (
+        await client.post("/api/v1/query", json=theirs, headers=admin_headers)
+    ).status_code == 404
+    assert (await client.post("/api/v1/query", json=theirs, headers=other)).status_code == 200
     own = await client.post("/api/v1/query", json={"question": "E1042"}, headers=other)
     assert (own.json()["mode"], own.json()["sources"]) == ("no_answer", [])
     listed = (await client.get("/api/v1/knowledge-bases", headers=other)).json()

@@ -49,7 +49,7 @@ async def test_key_is_shown_once_and_stored_hashed(
     async with clean_db.connect() as connection:
         stored = (await connection.execute(text("SELECT key_hash FROM api_keys"))).scalars().all()
         audit = (
-            await connection.execute(text("SELECT new_values::text FROM audit_logs"))
+            await connection.execute(text("SELECT concat(old_values, new_values) FROM audit_logs"))
         ).scalars()
         assert key not in "".join(stored)
         assert all("key_hash" not in row for row in audit)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
@@ -78,3 +80,43 @@ async def test_actor_setting_does_not_leak_to_the_next_transaction(database_url:
             assert not after.scalar()
     finally:
         await engine.dispose()
+
+
+async def test_counters_the_database_keeps_are_not_audited_as_changes(
+    clean_db: AsyncEngine,
+) -> None:
+    async with clean_db.begin() as connection:
+        conversation = (
+            await connection.execute(
+                text(
+                    "WITH org AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id), "
+                    "integration AS (INSERT INTO integrations (org_id, name, type) "
+                    "SELECT id, 'site', 'generic' FROM org RETURNING id, org_id) "
+                    "INSERT INTO conversations (org_id, integration_id, thread_key, "
+                    "contact_external_id) SELECT org_id, id, 't', 't' FROM integration "
+                    "RETURNING id"
+                )
+            )
+        ).scalar_one()
+    async with clean_db.begin() as connection:
+        # update_conversation_metrics moves message_count and last_message_at.
+        await connection.execute(
+            text(
+                "INSERT INTO messages (org_id, conversation_id, role, content) "
+                "SELECT org_id, id, 'user', 'hi' FROM conversations"
+            )
+        )
+    assert [r["operation"] for r in await _audit_rows(clean_db, "conversations")] == ["INSERT"]
+
+    async with clean_db.begin() as connection:
+        await connection.execute(text("UPDATE conversations SET status = 'queued'"))
+    inserted, updated = await _audit_rows(clean_db, "conversations")
+    # An insert row names the record; its values are the row's until a change records them.
+    assert (inserted["old_values"], inserted["new_values"]) == (None, None)
+    assert inserted["org_id"] is not None
+    old: Any = updated["old_values"]
+    new: Any = updated["new_values"]
+    assert updated["operation"] == "UPDATE"
+    assert (old["status"], new["status"]) == ("bot", "queued")
+    assert "message_count" not in new
+    assert new["id"] == str(conversation)

@@ -150,7 +150,11 @@ class AgentAssignment(IdMixin, Base):
 
 class AgentResponse(IdMixin, Base):
     __tablename__ = "agent_responses"
-    __table_args__ = (Index("ix_agent_responses_assignment_id", "assignment_id"),)
+    __table_args__ = (
+        Index("ix_agent_responses_assignment_id", "assignment_id"),
+        # Deleting messages finds their replies (ON DELETE CASCADE) through it.
+        Index("ix_agent_responses_message_id", "message_id"),
+    )
 
     org_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False

@@ -38,6 +38,18 @@ class Conversation(IdMixin, TimestampMixin, Base):
         Index(
             "ix_conversations_org_id_status_last_message_at", "org_id", "status", "last_message_at"
         ),
+        # Maintenance: idle open conversations (abandoned), and resolved ones that still have
+        # messages (retention); each holds only the rows its clean-up may still touch.
+        Index(
+            "ix_conversations_open_last_message_at",
+            "last_message_at",
+            postgresql_where=text("status <> 'resolved'"),
+        ),
+        Index(
+            "ix_conversations_resolved_with_messages",
+            "resolved_at",
+            postgresql_where=text("status = 'resolved' AND message_count > 0"),
+        ),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(
@@ -56,7 +68,8 @@ class Conversation(IdMixin, TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="bot")
     priority: Mapped[str] = mapped_column(String(8), nullable=False, server_default="normal")
     assigned_agent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    # Kept by the update_conversation_metrics trigger.
+    # Kept by the update_conversation_metrics trigger; lowered when retention deletes messages,
+    # so it counts the messages the conversation still has.
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_message_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()

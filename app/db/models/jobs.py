@@ -35,8 +35,9 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('bot_reply', 'deliver')", name="kind"),
         CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status"),
-        # At most one job of a kind per message: enqueueing twice is harmless.
-        UniqueConstraint("kind", "message_id"),
+        # At most one job of a kind per message: enqueueing twice is harmless. message_id first
+        # so deleting messages finds their jobs (ON DELETE CASCADE) through this index.
+        UniqueConstraint("message_id", "kind"),
         # Claims scan only live jobs, in due order.
         Index(
             "ix_jobs_claim",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -69,7 +70,12 @@ class DocumentChunk(IdMixin, Base):
     __tablename__ = "document_chunks"
     __table_args__ = (
         UniqueConstraint("document_id", "ordinal"),
-        Index("ix_document_chunks_terms", "terms", postgresql_using="gin"),
+        # Full-text index, one posting list per knowledge base and term (see entities.py).
+        Index(
+            "ix_document_chunks_terms",
+            text("knowledge_base_lexemes(knowledge_base_id, terms)"),
+            postgresql_using="gin",
+        ),
         Index("ix_document_chunks_knowledge_base_id", "knowledge_base_id"),
     )
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.events import publish_after_commit, queue_changed_after_commit
 from app.db.models import AgentAssignment, AgentQueueEntry, Conversation
 from app.db.models.agents import PRIORITIES
 from app.domain.agents.routing import (
@@ -87,6 +88,18 @@ async def take(
         .values(status="assigned", dequeued_at=now)
     )
     await session.flush()
+    publish_after_commit(
+        session,
+        conversation.org_id,
+        {
+            "type": "assignment.offered",
+            "conversation_id": conversation.id,
+            "assignment_id": taken.assignment_id,
+            "agent_id": taken.agent_id,
+        },
+        agent_id=taken.agent_id,
+    )
+    queue_changed_after_commit(session, conversation.org_id)
 
 
 async def release(
@@ -98,7 +111,28 @@ async def release(
         assignment.ended_at = now
         assignment.end_reason = reason
         await session.flush()
+        assignment_removed(session, assignment.org_id, conversation_id, assignment.agent_id, reason)
     return assignment
+
+
+def assignment_removed(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    reason: str,
+) -> None:
+    publish_after_commit(
+        session,
+        org_id,
+        {
+            "type": "assignment.removed",
+            "conversation_id": conversation_id,
+            "agent_id": agent_id,
+            "reason": reason,
+        },
+        agent_id=agent_id,
+    )
 
 
 async def dispatch(
@@ -115,6 +149,7 @@ async def dispatch(
                 .where(AgentQueueEntry.id == entry.id)
                 .values(status="cancelled", dequeued_at=now)
             )
+            queue_changed_after_commit(session, org_id)
             continue
         taken = await routing.assign_best(
             entry.conversation_id, entry.required_skills, entry.tried_agent_ids, "auto"
@@ -158,6 +193,7 @@ async def escalate(
     await session.flush()
     entry = await session.get_one(AgentQueueEntry, entry_id)
     position = await queue_position(session, entry)
+    queue_changed_after_commit(session, conversation.org_id)
     if notice_kind is not None:
         await store_outbound(
             session, conversation, "system", notice(notice_kind, language, position=position)
@@ -180,8 +216,13 @@ async def apply_timeouts(
     agent reply after `response_timeout` goes to another agent, never back to this one."""
     raised = await raise_waiting_priorities(session, now, queue_timeout)
     orgs = set(raised)
+    for org_id in raised:
+        queue_changed_after_commit(session, org_id)
     lapsed = await end_lapsed_assignments(session, now, response_timeout)
     for item in lapsed:
+        assignment_removed(
+            session, item.org_id, item.conversation_id, item.agent_id, "response_timeout"
+        )
         conversation = await lock_conversation(session, item.org_id, item.conversation_id)
         if conversation is None or conversation.status != "assigned":
             continue

@@ -20,22 +20,35 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-_ASSIGN_BEST = text(
+
+def _eligible(skills: str, excluded: str) -> str:
+    """Agent `a` may take a conversation needing `skills` and not for `excluded` agents now.
+
+    One definition for both the pick and the queue scan, so they can never disagree. Only
+    the SQL expressions below are ever passed in, never request data.
     """
+    return f"""
+    a.status = 'online'
+    AND a.active_count < a.max_concurrent_conversations
+    AND a.skills @> {skills}
+    AND NOT (a.id = ANY ({excluded}))
+    AND (jsonb_array_length(a.shifts) = 0 OR EXISTS (
+        SELECT 1
+        FROM jsonb_array_elements(a.shifts) AS s(shift),
+             LATERAL (SELECT CAST(:now AS timestamptz) AT TIME ZONE a.timezone AS local) AS t
+        WHERE (s.shift ->> 'weekday')::int = extract(isodow FROM t.local)::int - 1
+          AND t.local::time >= (s.shift ->> 'start')::time
+          AND t.local::time < (s.shift ->> 'end')::time
+    ))"""
+
+
+# Built once from constants; no request data is ever formatted into SQL.
+_ASSIGN_BEST = text(
+    f"""
 WITH candidate AS (
     SELECT a.id FROM support_agents a
-    WHERE a.org_id = :org_id AND a.status = 'online'
-      AND a.active_count < a.max_concurrent_conversations
-      AND a.skills @> CAST(:skills AS text[])
-      AND NOT (a.id = ANY (CAST(:excluded AS uuid[])))
-      AND (jsonb_array_length(a.shifts) = 0 OR EXISTS (
-          SELECT 1
-          FROM jsonb_array_elements(a.shifts) AS s(shift),
-               LATERAL (SELECT CAST(:now AS timestamptz) AT TIME ZONE a.timezone AS local) AS t
-          WHERE (s.shift ->> 'weekday')::int = extract(isodow FROM t.local)::int - 1
-            AND t.local::time >= (s.shift ->> 'start')::time
-            AND t.local::time < (s.shift ->> 'end')::time
-      ))
+    WHERE a.org_id = :org_id
+      AND {_eligible("CAST(:skills AS text[])", "CAST(:excluded AS uuid[])")}
     ORDER BY a.active_count, a.last_assigned_at NULLS FIRST, a.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -70,13 +83,18 @@ RETURNING id, agent_id
 )
 
 _NEXT_WAITING = text(
-    """
-SELECT id, conversation_id, required_skills, tried_agent_ids
-FROM agent_queue
-WHERE org_id = :org_id AND status = 'waiting'
-ORDER BY priority DESC, enqueued_at, id
+    f"""
+SELECT q.id, q.conversation_id, q.required_skills, q.tried_agent_ids
+FROM agent_queue q
+WHERE q.org_id = :org_id AND q.status = 'waiting'
+  -- Only entries someone can take now: those nobody can take must not hide the ones behind.
+  AND EXISTS (
+      SELECT 1 FROM support_agents a
+      WHERE a.org_id = q.org_id AND {_eligible("q.required_skills", "q.tried_agent_ids")}
+  )
+ORDER BY q.priority DESC, q.enqueued_at, q.id
 LIMIT :limit
-FOR UPDATE SKIP LOCKED
+FOR UPDATE OF q SKIP LOCKED
 """
 )
 
@@ -195,7 +213,9 @@ class Routing:
         return Taken(row.id, row.agent_id) if row else None
 
     async def waiting(self, limit: int) -> list[Waiting]:
-        rows = await self.session.execute(_NEXT_WAITING, {"org_id": self.org_id, "limit": limit})
+        rows = await self.session.execute(
+            _NEXT_WAITING, {"org_id": self.org_id, "limit": limit, "now": self.now}
+        )
         return [Waiting(**row._mapping) for row in rows]
 
     async def requeue(

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_409_CONFLICT
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.events import publish_after_commit
 from app.db.models import (
     AgentAssignment,
     AgentQueueEntry,
@@ -176,7 +177,19 @@ class AgentService:
         agent = await self.agent(agent_id)
         now = datetime.now(UTC)
         if agent.status != status:
+            previous = agent.status
             agent = await self.agents.update(agent, {"status": status, "status_changed_at": now})
+            publish_after_commit(
+                self.session,
+                self.org_id,
+                {
+                    "type": "agent.status",
+                    "agent_id": agent.id,
+                    "status": status,
+                    "previous": previous,
+                },
+                agent_id=agent.id,
+            )
         if status in ("away", "offline"):
             await self._give_back_unanswered(agent, now)
         await dispatch(self.session, self.org_id, now)

@@ -19,6 +19,7 @@ from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.events import EventBus
 from app.core.resilience import CircuitOpenError, ClientFault, TransientError
 from app.domain.integrations.service import active_secrets
 from app.gateways.callback import CallbackGateway
@@ -28,7 +29,8 @@ from app.workers.queue import ClaimedJob, backoff_seconds, complete, fail, retry
 _LOAD = text(
     """
 SELECT m.content, m.role, m.created_at, m.delivery_status, c.channel, c.thread_key,
-       c.contact_external_id, c.id AS conversation_id, i.id AS integration_id, i.type,
+       c.contact_external_id, c.id AS conversation_id, c.org_id, c.assigned_agent_id,
+       i.id AS integration_id, i.type,
        cfg.settings, cfg.secrets
 FROM messages m
 JOIN conversations c ON c.id = m.conversation_id
@@ -53,8 +55,10 @@ class DeliveryHandler:
         callbacks: CallbackGateway,
         max_age_seconds: float,
         retry_base_seconds: float,
+        events: EventBus | None = None,
     ) -> None:
         self.engine = engine
+        self.events = events or EventBus()
         self.retry_base_seconds = retry_base_seconds
         self.evolution = evolution
         self.callbacks = callbacks
@@ -77,12 +81,14 @@ class DeliveryHandler:
         except ClientFault as exc:
             log.warning("delivery refused: {}", exc)
             await self._finish(job, None, failed=str(exc))
+            await self._tell_failed(row, job, str(exc))
             return
         except TransientError as exc:
             age = (datetime.now(UTC) - job.created_at).total_seconds()
             if age >= self.max_age_seconds:
                 log.warning("delivery given up after {} attempts: {}", job.attempts, exc)
                 await self._finish(job, None, failed=f"gave up: {exc}")
+                await self._tell_failed(row, job, f"gave up: {exc}")
             else:
                 delay = max(
                     backoff_seconds(job.attempts, self.retry_base_seconds), exc.retry_after or 0
@@ -119,6 +125,21 @@ class DeliveryHandler:
             },
         )
         return None
+
+    async def _tell_failed(self, row: Any, job: ClaimedJob, error: str) -> None:
+        """`delivery.failed`: to the agent holding the conversation, and to the admins."""
+        await self.events.publish(
+            row["org_id"],
+            {
+                "type": "delivery.failed",
+                "conversation_id": row["conversation_id"],
+                "message_id": job.message_id,
+                "agent_id": row["assigned_agent_id"],
+                "role": row["role"],
+                "error": error[:500],
+            },
+            agent_id=row["assigned_agent_id"],
+        )
 
     async def _finish(self, job: ClaimedJob, external_id: str | None, failed: str | None) -> None:
         async with self.engine.begin() as connection:

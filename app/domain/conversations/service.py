@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from litestar.exceptions import NotFoundException, ValidationException
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.events import queue_changed_after_commit
 from app.db.models import Conversation, Message
 from app.domain.agents.desk import dispatch, release
 from app.domain.conversations.repository import (
@@ -80,6 +81,7 @@ class ConversationService:
         if conversation.status != "resolved":
             now = datetime.now(UTC)
             await self.conversations.leave_queue(conversation_id)
+            queue_changed_after_commit(self.session, self.principal.org_id)
             freed = await release(self.session, conversation_id, "resolved", now)
             await self.conversations.update(
                 conversation,

@@ -94,6 +94,18 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Accepted:
+    """What an accepted delivery stored: the message, its conversation and who holds it."""
+
+    event_id: int | None
+    message_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    # A message typed on the business phone took the conversation from the bot or the queue.
+    taken_over: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     outcome: str
     status_code: int
@@ -145,7 +157,7 @@ WITH event AS (
                            ELSE conversations.resolved_at END,
         resolution_reason = CASE WHEN conversations.status = 'resolved' THEN NULL
                                  ELSE conversations.resolution_reason END
-    RETURNING id
+    RETURNING id, assigned_agent_id
 ), message AS (
     INSERT INTO messages (id, org_id, conversation_id, role, content, external_id)
     SELECT :message_id, :org_id, conversation.id, 'user', :text, :external_id FROM conversation
@@ -154,7 +166,9 @@ WITH event AS (
     INSERT INTO jobs (kind, org_id, conversation_id, message_id)
     SELECT 'bot_reply', :org_id, message.conversation_id, message.id FROM message
 )
-SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id
+SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id,
+       (SELECT id FROM conversation) AS conversation_id,
+       (SELECT assigned_agent_id FROM conversation) AS agent_id
 """
 )
 
@@ -198,7 +212,9 @@ WITH event AS (
     WHERE NOT EXISTS (SELECT 1 FROM echo)
     RETURNING id
 )
-SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id
+SELECT (SELECT id FROM event) AS event_id, (SELECT id FROM message) AS message_id,
+       (SELECT id FROM conversation) AS conversation_id, CAST(NULL AS uuid) AS agent_id,
+       EXISTS (SELECT 1 FROM takeover) AS taken_over
 """
 )
 
@@ -239,8 +255,8 @@ class WebhookRepository:
 
     async def accept(
         self, target: WebhookTarget, event: EventRecord, inbound: InboundMessage | None
-    ) -> tuple[int | None, uuid.UUID | None]:
-        """Store an accepted delivery; `(None, None)` when its key was already accepted."""
+    ) -> Accepted:
+        """Store an accepted delivery; `event_id` is None when its key was already accepted."""
         params: dict[str, Any] = {
             "org_id": target.org_id,
             "integration_id": target.id,
@@ -251,7 +267,7 @@ class WebhookRepository:
         }
         if inbound is None:
             event_id = (await self.connection.execute(_ACCEPT_EVENT, params)).scalar_one_or_none()
-            return event_id, None
+            return Accepted(event_id)
         params.update(
             message_id=uuid.uuid4(),
             thread_key=inbound.thread_key,
@@ -263,4 +279,10 @@ class WebhookRepository:
         )
         statement = _ACCEPT_BUSINESS_MESSAGE if inbound.from_business else _ACCEPT_MESSAGE
         row = (await self.connection.execute(statement, params)).one()
-        return row.event_id, row.message_id
+        return Accepted(
+            row.event_id,
+            row.message_id,
+            row.conversation_id,
+            row.agent_id,
+            bool(getattr(row, "taken_over", False)),
+        )

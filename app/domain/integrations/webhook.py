@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response
@@ -39,6 +39,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.core.events import EventBus
 from app.core.security.ip import ip_allowed, parse_networks, resolve_client_ip
 from app.core.security.ratelimit import (
     Decision,
@@ -60,6 +61,9 @@ from app.domain.integrations.schemas import (
     GenericPayload,
 )
 from app.domain.integrations.service import active_secrets
+
+if TYPE_CHECKING:
+    from app.domain.health.metrics import Metrics
 
 FAILED_ATTEMPTS_WINDOW_SECONDS = 60
 _JSON_TYPES = ("application/json",)
@@ -130,9 +134,14 @@ class WebhookGate:
         settings: Settings,
         engine: AsyncEngine,
         limiter: FallbackRateLimiter,
+        metrics: Metrics,
         on_inbound: Callable[[], None] = lambda: None,
+        events: EventBus | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        # `message.received` goes out after the message's statement committed (autocommit).
+        self.events = events or EventBus()
         # Wakes this process's bot worker at once; other processes find the job by polling.
         self.on_inbound = on_inbound
         # Autocommit: each statement is its own transaction, one round trip each.
@@ -224,12 +233,14 @@ class _Attempt:
             )
         except SignatureError as exc:
             failures = await gate.limiter.hit(f"fail:{self.client_ip_text}", [gate.failure_limit])
+            gate.metrics.count_rate_limit("failed_attempts", failures.allowed)
             if not failures.allowed:
                 self.retry_after(failures)
                 return await self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "too_many_failures")
             return await self.reject(target, HTTP_401_UNAUTHORIZED, exc.reason)
 
         decision = await gate.limiter.hit(f"int:{target.id}", gate.limits_for(target))
+        gate.metrics.count_rate_limit("integration", decision.allowed)
         self.headers["RateLimit-Policy"] = policy_header(gate.limits_for(target))
         self.headers["RateLimit"] = ratelimit_header(decision)
         if not decision.allowed:
@@ -262,14 +273,32 @@ class _Attempt:
             event_type=parsed.event_type,
         )
         async with gate.engine.connect() as connection:
-            event_id, _ = await WebhookRepository(connection).accept(target, event, parsed.message)
-        if event_id is None:
+            accepted = await WebhookRepository(connection).accept(target, event, parsed.message)
+        if accepted.event_id is None:
             await self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
             return Response({"status": "duplicate"}, status_code=HTTP_200_OK, headers=self.headers)
+        gate.metrics.count_webhook("accepted", "accepted")
         if parsed.message is not None and not parsed.message.from_business:
             gate.on_inbound()
+            if accepted.message_id is not None:
+                gate.events.publish_soon(
+                    [
+                        (
+                            target.org_id,
+                            {
+                                "type": "message.received",
+                                "conversation_id": accepted.conversation_id,
+                                "message_id": accepted.message_id,
+                                "agent_id": accepted.agent_id,
+                            },
+                            accepted.agent_id,
+                        )
+                    ]
+                )
+        elif accepted.taken_over:
+            gate.events.publish_soon(queue_orgs=[target.org_id])
         return Response(
-            {"status": "accepted", "event_id": str(event_id)},
+            {"status": "accepted", "event_id": str(accepted.event_id)},
             status_code=HTTP_202_ACCEPTED,
             headers=self.headers,
         )
@@ -304,6 +333,7 @@ class _Attempt:
         )
         async with self.gate.engine.connect() as connection:
             await WebhookRepository(connection).record(target, event)
+        self.gate.metrics.count_webhook(outcome, reason)
 
     async def reject(
         self,

@@ -25,8 +25,10 @@ B = 0.75
 # bring candidates of their own. Below the budget, retrieval is exhaustive; above it, it keeps
 # search time flat (see the 100k-chunk figures in docs/benchmarks.md).
 CANDIDATE_BUDGET = 5000
-# Candidates ranked by a quick score (each matched term counted once) before exact BM25.
+# Candidates ranked by a quick score (each matched term counted once, only the QUICK_TERMS
+# rarest terms) before exact BM25 over every term.
 RERANK_POOL = 100
+QUICK_TERMS = 8
 # More distinct terms than this in a question adds cost, not precision.
 MAX_QUERY_TERMS = 32
 
@@ -54,8 +56,9 @@ def idf(df: int, chunks: int) -> float:
     return math.log(1 + (chunks - df + 0.5) / (df + 0.5))
 
 
-def candidate_terms(dfs: Mapping[str, int], budget: int = CANDIDATE_BUDGET) -> list[str]:
+def candidate_terms(dfs: Mapping[str, int], budget: int | None = None) -> list[str]:
     """The rarest known terms whose matches together stay within `budget` (at least one)."""
+    budget = budget or CANDIDATE_BUDGET
     chosen: list[str] = []
     total = 0
     for term in sorted(dfs, key=lambda t: (dfs[t], t)):

@@ -10,9 +10,10 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, text
+from sqlalchemy import Select, TextClause, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db.models import Conversation
@@ -34,6 +35,14 @@ def tsvector_literal(terms: Sequence[str]) -> str:
     return " ".join(
         f"{_quoted(term)}:{','.join(places[:_MAX_POSITIONS])}" for term, places in positions.items()
     )
+
+
+def scoped(kb_id: uuid.UUID, terms: Sequence[str]) -> list[str]:
+    """Terms as the full-text index stores them: behind the first 8 hex digits of their
+    knowledge base's id (see `KNOWLEDGE_BASE_LEXEMES`), so one knowledge base's search never
+    walks another's postings. A shared prefix only costs speed: rows are filtered by id too."""
+    prefix = str(kb_id)[:8]
+    return [f"{prefix}:{term}" for term in terms]
 
 
 def tsquery_literal(terms: Sequence[str], operator: str = " | ") -> str:
@@ -68,29 +77,31 @@ class NewChunk:
     embedding: list[float] | None
 
 
-# Stage one scores every candidate quickly (each matched term counted once, a GIN index finds
+# Stage one scores every candidate quickly, counting each matched term once (a GIN index finds
 # the candidates); stage two recomputes exact BM25, with term frequencies read from the tsvector
-# positions, for the best `pool` of them. Parameters are bound, never spliced into the text.
-_LEXICAL_SEARCH = text(
-    """
+# positions, for the best `pool` of them. The quick score is one expression per term rather than
+# a subquery per row, which is the difference between 3 and 30 ms on 5,000 candidates. Values
+# are bound parameters, typed once: an untyped parameter next to an integer would be taken for
+# an integer (0.75 would arrive as 0).
+_LEXICAL_SEARCH = """
     WITH bm25 AS (
-        -- Typed once: an untyped parameter next to an integer would be taken for one.
         SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b, CAST(:avgdl AS float8) AS avgdl
+    ), each_term AS (
+        SELECT {each_term}
     ), query AS (
-        SELECT term, weight, CAST(quoted AS tsquery) AS tsquery
-        FROM unnest(CAST(:terms AS text[]), CAST(:quoted AS text[]), CAST(:weights AS float8[]))
-            AS q(term, quoted, weight)
+        SELECT term, weight
+        FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS q(term, weight)
     ), candidates AS (
         SELECT c.id, c.terms, c.token_count
         FROM document_chunks AS c
         WHERE c.knowledge_base_id = :kb AND c.org_id = :org
-          AND c.terms @@ CAST(:candidate_query AS tsquery)
+          AND knowledge_base_lexemes(c.knowledge_base_id, c.terms)
+              @@ CAST(:candidate_query AS tsquery)
         LIMIT :budget
     ), pool AS (
-        SELECT c.id,
-               (SELECT sum(q.weight) FROM query AS q WHERE c.terms @@ q.tsquery)
-               / (1 + p.k1 * (1 - p.b + p.b * c.token_count / p.avgdl)) AS quick
-        FROM candidates AS c, bm25 AS p
+        SELECT c.id, c.terms, c.token_count,
+               ({quick}) / (1 + p.k1 * (1 - p.b + p.b * c.token_count / p.avgdl)) AS quick
+        FROM candidates AS c, bm25 AS p, each_term AS t
         ORDER BY quick DESC, c.id
         LIMIT :pool
     )
@@ -99,15 +110,24 @@ _LEXICAL_SEARCH = text(
                / (cardinality(f.positions) + p.k1 * (1 - p.b + p.b * c.token_count / p.avgdl)))
                AS bm25,
            array_agg(q.term) AS matched
-    FROM pool
-    JOIN document_chunks AS c ON c.id = pool.id
+    FROM pool AS c
     CROSS JOIN LATERAL unnest(c.terms) AS f
     JOIN query AS q ON q.term = f.lexeme
     CROSS JOIN bm25 AS p
     GROUP BY c.id
     ORDER BY bm25 DESC, c.id
-    """
-)
+"""
+
+
+@cache
+def lexical_search(terms: int) -> TextClause:
+    """The search statement for a question of `terms` distinct known terms."""
+    # Each term's tsquery is parsed once per search, not once per candidate.
+    each_term = ", ".join(
+        f"CAST(:q{i} AS tsquery) AS q{i}, CAST(:w{i} AS float8) AS w{i}" for i in range(terms)
+    )
+    quick = " + ".join(f"CAST(c.terms @@ t.q{i} AS int) * t.w{i}" for i in range(terms))
+    return text(_LEXICAL_SEARCH.format(each_term=each_term, quick=quick))
 
 
 class KnowledgeBaseRepository(OrgScopedRepository[KnowledgeBase]):
@@ -147,7 +167,7 @@ class KnowledgeBaseRepository(OrgScopedRepository[KnowledgeBase]):
 class DocumentRepository(OrgScopedRepository[Document]):
     model = Document
 
-    def in_base(self, kb_id: uuid.UUID) -> Any:
+    def in_base(self, kb_id: uuid.UUID) -> Select[Document]:
         return self.select().where(Document.knowledge_base_id == kb_id)
 
     async def page(self, kb_id: uuid.UUID, limit: int, offset: int) -> Sequence[Document]:
@@ -245,12 +265,6 @@ class ChunkRepository(OrgScopedRepository[DocumentChunk]):
             },
         )
 
-    async def count_for(self, document_id: uuid.UUID) -> int:
-        statement = select(func.count()).where(
-            DocumentChunk.document_id == document_id, DocumentChunk.org_id == self.org_id
-        )
-        return int((await self.session.execute(statement)).scalar_one())
-
     async def lexical(
         self,
         kb_id: uuid.UUID,
@@ -258,21 +272,25 @@ class ChunkRepository(OrgScopedRepository[DocumentChunk]):
         candidates: Sequence[str],
         average_length: float,
         pool: int = ranking.RERANK_POOL,
-        budget: int = ranking.CANDIDATE_BUDGET,
+        budget: int | None = None,
     ) -> list[LexicalHit]:
         """Chunks matching any of `candidates`, best BM25 first, scored over every term of
         `weights` (term → idf)."""
         terms = list(weights)
+        # The quick score only chooses the pool; the rarest terms decide it, and each term it
+        # checks costs a test per candidate.
+        quick = sorted(terms, key=weights.__getitem__, reverse=True)[: ranking.QUICK_TERMS]
         rows = await self.session.execute(
-            _LEXICAL_SEARCH,
+            lexical_search(len(quick)),
             {
                 "kb": kb_id,
                 "org": self.org_id,
                 "terms": terms,
-                "quoted": [_quoted(term) for term in terms],
                 "weights": [weights[term] for term in terms],
-                "candidate_query": tsquery_literal(candidates),
-                "budget": budget,
+                **{f"q{i}": _quoted(term) for i, term in enumerate(quick)},
+                **{f"w{i}": weights[term] for i, term in enumerate(quick)},
+                "candidate_query": tsquery_literal(scoped(kb_id, candidates)),
+                "budget": budget or ranking.CANDIDATE_BUDGET,
                 "pool": pool,
                 "k1": ranking.K1,
                 "b": ranking.B,

@@ -14,6 +14,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import DbSession, set_actor
 from app.core.security.keys import key_matches, key_prefix
@@ -46,19 +47,27 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def provide_principal(request: Request, db_session: DbSession) -> Principal:
-    key = presented_key(request)
-    if key is None:
-        raise NotAuthorizedException("Missing API key", headers={"WWW-Authenticate": "Bearer"})
+async def authenticate(db_session: AsyncSession, key: str) -> Principal | None:
+    """The principal of an active API key, with the audit actor set; None for any other key."""
     row = None
     if len(key) <= MAX_KEY_LENGTH:
         row = await ApiKeyLookup(db_session).by_prefix(key_prefix(key))
     if row is None or not key_matches(key, row.key_hash):
         logger.info("rejected an unknown API key")
-        raise NotAuthorizedException("Invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        return None
     await set_actor(db_session, str(row.id), str(row.org_id))
-    request.scope["state"]["org_id"] = str(row.org_id)
     return Principal(key_id=row.id, org_id=row.org_id, role=row.role, agent_id=row.agent_id)
+
+
+async def provide_principal(request: Request, db_session: DbSession) -> Principal:
+    key = presented_key(request)
+    if key is None:
+        raise NotAuthorizedException("Missing API key", headers={"WWW-Authenticate": "Bearer"})
+    principal = await authenticate(db_session, key)
+    if principal is None:
+        raise NotAuthorizedException("Invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    request.scope["state"]["org_id"] = str(principal.org_id)
+    return principal
 
 
 # What a handler declares to receive the authenticated caller.

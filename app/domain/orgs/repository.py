@@ -44,3 +44,8 @@ class ApiKeyLookup(Repository[ApiKey]):
         return await self.one_or_none(
             select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
         )
+
+    async def active(self, key_id: uuid.UUID) -> ApiKey | None:
+        return await self.one_or_none(
+            select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        )

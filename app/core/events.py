@@ -1,0 +1,290 @@
+"""Real-time events: the one publisher every part of the application hands its events to.
+
+Events are JSON objects with a `type` (`assignment.offered`, `assignment.removed`,
+`message.received`, `queue.changed`, `agent.status`, `delivery.failed`), published on Litestar
+channels: Redis pub/sub when `REDIS_URL` is set (so a subscriber on any process sees an event
+raised on any other), in memory otherwise. Who receives what is decided here, by channel:
+
+- `botlyne:org:<org>`          queue and status events, for every key of the organization;
+- `botlyne:org:<org>:admin`    everything else of the organization, for its admin keys;
+- `botlyne:agent:<agent>`      one agent's own events (its assignments, its messages).
+
+An event of an agent goes to that agent's channel and to the admin channel; an organization-wide
+event goes to the organization channel only, so an admin (subscribed to both organization
+channels) receives every event once.
+
+Publishing never fails the operation that raised the event: errors are logged and dropped, and
+each publish has a short time budget. Events raised inside a database transaction are held on the
+session and published once it commits (`publish_after_commit`), dropped if it rolls back. Delivery
+is at most once: a subscriber that was not connected when an event was published does not get it
+later, so clients re-read state through the API when they (re)connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from loguru import logger
+from sqlalchemy import event as orm_event
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
+
+# Events every key of an organization may see; all others are an agent's or the admins' only.
+ORG_WIDE = frozenset({"queue.changed", "agent.status"})
+PUBLISH_TIMEOUT_SECONDS = 1.0
+_SESSION_KEY = "botlyne.events"
+_PENDING_KEY = "botlyne.events.pending"
+
+Publisher = Callable[[bytes, list[str]], Awaitable[None]]
+
+_QUEUE_SNAPSHOT = text(
+    "SELECT count(*) AS depth, min(enqueued_at) AS oldest, now() AS now "
+    "FROM agent_queue WHERE org_id = :org_id AND status = 'waiting'"
+)
+
+
+def org_channel(org_id: uuid.UUID | str) -> str:
+    return f"botlyne:org:{org_id}"
+
+
+def admin_channel(org_id: uuid.UUID | str) -> str:
+    return f"botlyne:org:{org_id}:admin"
+
+
+def agent_channel(agent_id: uuid.UUID | str) -> str:
+    return f"botlyne:agent:{agent_id}"
+
+
+def channels_for(
+    org_id: uuid.UUID | str, event_type: str, agent_id: uuid.UUID | str | None
+) -> list[str]:
+    """Where an event goes (see the module docstring)."""
+    if event_type in ORG_WIDE:
+        return [org_channel(org_id)]
+    channels = [admin_channel(org_id)]
+    if agent_id is not None:
+        channels.append(agent_channel(agent_id))
+    return channels
+
+
+def subscriptions(org_id: uuid.UUID, role: str, agent_id: uuid.UUID | None) -> list[str]:
+    """The channels a key of `role` listens to: never another organization's."""
+    if role == "admin":
+        return [org_channel(org_id), admin_channel(org_id)]
+    channels = [org_channel(org_id)]
+    if agent_id is not None:
+        channels.append(agent_channel(agent_id))
+    return channels
+
+
+class EventBus:
+    """The application's one publisher. Without a `publisher` it is a no-op (a worker process
+    without Redis has nobody to tell)."""
+
+    def __init__(self, publisher: Publisher | None = None, engine: AsyncEngine | None = None):
+        self._publisher = publisher
+        # Used only to read the queue's depth for `queue.changed`, after the change committed.
+        self._engine = engine
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._publisher is not None and not self._closed
+
+    def bind(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Sessions made by `sessionmaker` carry this bus, for `publish_after_commit`."""
+        sessionmaker.configure(info={_SESSION_KEY: self})
+
+    async def publish(
+        self, org_id: uuid.UUID, event: Mapping[str, Any], agent_id: uuid.UUID | None = None
+    ) -> None:
+        """Publish now; never raises."""
+        if not self.enabled:
+            return
+        assert self._publisher is not None
+        kind = str(event["type"])
+        envelope = {
+            "type": kind,
+            "id": uuid.uuid4().hex,
+            "at": datetime.now(UTC),
+            "org_id": org_id,
+            **{key: value for key, value in event.items() if key != "type"},
+        }
+        try:
+            data = msgspec.json.encode(envelope)
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                await self._publisher(data, channels_for(org_id, kind, agent_id))
+        except Exception as exc:
+            if self._closed:
+                return
+            logger.bind(component="events", event_type=kind).warning(
+                "event not published: {}: {}", type(exc).__name__, exc
+            )
+
+    async def publish_queue_changed(self, org_id: uuid.UUID) -> None:
+        if not self.enabled or self._engine is None:
+            return
+        try:
+            async with self._engine.connect() as connection:
+                row = (await connection.execute(_QUEUE_SNAPSHOT, {"org_id": org_id})).one()
+        except Exception as exc:
+            logger.bind(component="events").warning("queue snapshot failed: {}", type(exc).__name__)
+            return
+        wait = (row.now - row.oldest).total_seconds() if row.oldest is not None else None
+        await self.publish(
+            org_id,
+            {
+                "type": "queue.changed",
+                "depth": int(row.depth),
+                "oldest_enqueued_at": row.oldest,
+                "oldest_wait_seconds": round(wait, 3) if wait is not None else None,
+            },
+        )
+
+    def publish_soon(
+        self,
+        events: Iterable[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]] = (),
+        queue_orgs: Iterable[uuid.UUID] = (),
+    ) -> None:
+        """Publish in the background, in order, without making the caller wait."""
+        events, queue_orgs = list(events), list(queue_orgs)
+        if not self.enabled or not (events or queue_orgs):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def run() -> None:
+            for org_id, event, agent_id in events:
+                await self.publish(org_id, event, agent_id)
+            for org_id in queue_orgs:
+                await self.publish_queue_changed(org_id)
+
+        task = loop.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Stop publishing (the channels are shutting down); later events are dropped."""
+        self._closed = True
+
+    async def aclose(self) -> None:
+        """Let events already handed over finish (briefly), then stop."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        self._closed = True
+
+
+class _Pending:
+    """Events raised in a session's transaction, published when it commits."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.events: list[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]] = []
+        self.queue_orgs: dict[uuid.UUID, None] = {}
+
+    def after_commit(self, _session: Session) -> None:
+        events, orgs = self.events, list(self.queue_orgs)
+        self.events, self.queue_orgs = [], {}
+        self.bus.publish_soon(events, orgs)
+
+    def after_rollback(self, _session: Session) -> None:
+        self.events, self.queue_orgs = [], {}
+
+
+def _pending(session: AsyncSession) -> _Pending | None:
+    bus = session.info.get(_SESSION_KEY)
+    if not isinstance(bus, EventBus) or not bus.enabled:
+        return None
+    pending = session.info.get(_PENDING_KEY)
+    if pending is None:
+        pending = session.info[_PENDING_KEY] = _Pending(bus)
+        orm_event.listen(session.sync_session, "after_commit", pending.after_commit)
+        orm_event.listen(session.sync_session, "after_rollback", pending.after_rollback)
+    return pending
+
+
+def publish_after_commit(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    event: Mapping[str, Any],
+    agent_id: uuid.UUID | None = None,
+) -> None:
+    """Publish `event` once the session's transaction commits (nothing if it rolls back, or if
+    the session was not made by a sessionmaker bound to a bus)."""
+    pending = _pending(session)
+    if pending is not None:
+        pending.events.append((org_id, event, agent_id))
+
+
+def queue_changed_after_commit(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Publish the organization's queue depth and oldest wait once the transaction commits."""
+    pending = _pending(session)
+    if pending is not None:
+        pending.queue_orgs[org_id] = None
+
+
+class ResilientRedisPubSubBackend(RedisChannelsPubSubBackend):
+    """Redis pub/sub that outlives a Redis outage: the listening loop logs, waits and resumes
+    (redis-py subscribes again on reconnect) instead of ending silently."""
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        failing = False
+        while True:
+            try:
+                async for item in super().stream_events():
+                    if failing:
+                        logger.bind(component="events").info("event stream: Redis is back")
+                        failing = False
+                    yield item
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:
+                    logger.bind(component="events").warning(
+                        "event stream: Redis failed ({}); retrying", type(exc).__name__
+                    )
+                failing = True
+                await asyncio.sleep(1.0)
+
+
+def create_events_redis(settings: Settings) -> Redis | None:
+    """The event stream's own Redis client: pub/sub holds a connection open and waits on it, so
+    it does not share the pool (and the 100 ms budget) of the request path's client."""
+    if settings.redis_url is None:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=30,
+    )
+
+
+def channels_backend(redis: Redis | None) -> ChannelsBackend:
+    if redis is None:
+        return MemoryChannelsBackend()
+    return ResilientRedisPubSubBackend(redis=redis, key_prefix="BOTLYNE_CHANNELS")
+
+
+def redis_publisher(redis: Redis) -> Publisher:
+    """Publish straight to Redis, for processes that only raise events (`botlyne worker`)."""
+    return ResilientRedisPubSubBackend(redis=redis).publish
