@@ -8,6 +8,8 @@ burst waits briefly for a connection instead of failing.
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.config import Settings
 
@@ -25,4 +27,4 @@ def create_redis(settings: Settings) -> Redis | None:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
     )
-    return Redis(connection_pool=pool, retry_on_timeout=False)
+    return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))

@@ -97,3 +97,23 @@ async def test_another_organization_sees_nothing(
     assert (await peer_client.delete(url, headers=other)).status_code == 404
     assert (await peer_client.get(f"{url}/events", headers=other)).status_code == 404
     assert (await peer_client.get("/api/v1/integrations", headers=other)).json()["items"] == []
+
+
+async def test_knowledge_base_must_belong_to_the_organization(
+    peer_client: AsyncTestClient[Any], admin_headers: dict[str, str]
+) -> None:
+    import uuid
+
+    response = await peer_client.post(
+        "/api/v1/integrations",
+        json={"name": "x", "type": "generic", "knowledge_base_id": str(uuid.uuid4())},
+        headers=admin_headers,
+    )
+    assert response.status_code == 422
+    kb = await peer_client.post(
+        "/api/v1/knowledge-bases", json={"name": "kb"}, headers=admin_headers
+    )
+    created = await create_integration(
+        peer_client, admin_headers, knowledge_base_id=kb.json()["id"]
+    )
+    assert created["knowledge_base_id"] == kb.json()["id"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security.signatures import generate_secret
@@ -23,6 +23,7 @@ from app.domain.integrations.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
+from app.domain.knowledge.repository import KnowledgeBaseRepository
 from app.domain.orgs.auth import Principal
 
 WEBHOOK_PATH = "/api/v1/integrations/webhook/{id}"
@@ -64,8 +65,21 @@ class IntegrationService:
         self.configs = IntegrationConfigRepository(session, principal.org_id)
         self.event_log = IntegrationEventRepository(session, principal.org_id)
 
+    async def _check_knowledge_base(self, kb_id: uuid.UUID | None) -> None:
+        """An integration may only answer from its own organization's knowledge."""
+        if (
+            kb_id is not None
+            and await KnowledgeBaseRepository(self.session, self.principal.org_id).get(kb_id)
+            is None
+        ):
+            raise ValidationException(
+                "No such knowledge base",
+                extra=[{"key": "knowledge_base_id", "message": "no such knowledge base"}],
+            )
+
     async def create(self, data: IntegrationCreate) -> tuple[IntegrationOut, str]:
         self.principal.require_admin()
+        await self._check_knowledge_base(data.knowledge_base_id)
         integration = await self.integrations.add(
             Integration(
                 org_id=self.principal.org_id,
@@ -111,6 +125,7 @@ class IntegrationService:
             f: getattr(data, f) for f in ("name", "status") if f in sent
         }
         if "knowledge_base_id" in sent:
+            await self._check_knowledge_base(data.knowledge_base_id)
             integration_values["knowledge_base_id"] = data.knowledge_base_id
         config_values: dict[str, Any] = {
             f: getattr(data, f)
