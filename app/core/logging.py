@@ -80,6 +80,18 @@ class _InterceptHandler(logging.Handler):
         ).log(level, record.getMessage())
 
 
+# loguru's TRACE and SUCCESS sit between the stdlib levels.
+_STDLIB_LEVELS = {
+    "TRACE": 5,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "SUCCESS": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
 def configure_logging(level: str = "INFO", structured: bool = True) -> None:
     """Install the one sink. Safe to call again (tests, CLI sub-commands): it replaces sinks."""
     logger.remove()
@@ -98,11 +110,16 @@ def configure_logging(level: str = "INFO", structured: bool = True) -> None:
             ),
         )
     handler = _InterceptHandler()
-    logging.basicConfig(handlers=[handler], level=0, force=True)
+    # The stdlib loggers filter at the same level as the sink: a record below it is never built.
+    # (Level 0 here would make uvicorn log TRACE lines for every connection and request, each
+    # formatted and then thrown away.)
+    threshold = _STDLIB_LEVELS.get(level.upper(), logging.INFO)
+    logging.basicConfig(handlers=[handler], level=threshold, force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "alembic"):
         named = logging.getLogger(name)
         named.handlers = [handler]
         named.propagate = False
+        named.setLevel(threshold)
     # Access lines would repeat what the request metrics already count, and uvicorn's would
     # print raw paths with query strings, which may carry tokens.
     logging.getLogger("uvicorn.access").disabled = True
