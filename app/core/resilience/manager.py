@@ -319,6 +319,11 @@ class ResilienceManager:
                 # decided in process, Redis stays in use.
                 pass
             except Exception as exc:
+                # A caller cancelled while the Redis step timed out: asyncio.timeout reports
+                # TimeoutError, but the cancellation must still win, or the call would go on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc
                 # Whatever goes wrong with Redis must cost the call an in-process decision,
                 # never an error. CancelledError is a BaseException and still propagates.
                 self._redis_failed(exc)
