@@ -12,10 +12,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.asgi import create_app
 from app.core.db import create_engine
 from app.db.entities import MAINTENANCE_LOCK_ID
 from app.domain.maintenance.service import COUNTS, RetentionPolicy, keep_maintaining, run
@@ -140,6 +142,21 @@ async def test_two_schedulers_do_each_piece_of_work_once(
         "AND new_values ->> 'resolution_reason' = 'abandoned'"
     )
     assert abandoned == 5
+
+
+async def test_the_app_runs_maintenance_where_its_workers_run_and_exports_it(
+    rows: Rows, database_url: str
+) -> None:
+    await rows.conversation(idle=timedelta(days=2))
+    app = create_app(make_settings(database_url, run_workers=True))
+    async with AsyncTestClient(app=app) as client:
+        for _ in range(250):
+            metrics = (await client.get("/metrics")).text
+            if "botlyne_maintenance_runs_total 1.0" in metrics:
+                break
+            await asyncio.sleep(0.02)
+    assert 'botlyne_maintenance_last_run{item="abandoned_conversations"} 1.0' in metrics
+    assert await rows.scalar("SELECT status FROM conversations") == "resolved"
 
 
 async def test_an_interval_of_zero_turns_the_scheduler_off(
