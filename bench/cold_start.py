@@ -149,7 +149,7 @@ def one_run(number: int, timeout: float, stop_signal: signal.Signals) -> dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    harness.exit_cleanly_on_sigterm()
+    harness.exit_on_sigterm()
     command = shlex.join([sys.executable, "-m", "bench.cold_start", *(argv or sys.argv[1:])])
     stop_signal = signal.Signals[f"SIG{args.stop_signal}"]
     machine = harness.machine_info()

@@ -854,20 +854,6 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, for a benchmark's main.
-
-    Python dies on SIGTERM without unwinding, which would leave the servers (in sessions of their
-    own) running and the throw-away databases in place; as an exception, every `with` above it
-    stops and drops what it started.
-    """
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m bench.harness load URL`: the load generator on an already running server."""
     parser = argparse.ArgumentParser(prog="python -m bench.harness")

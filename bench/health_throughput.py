@@ -136,7 +136,7 @@ def error_lines(server: harness.ServerProcess) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    harness.exit_cleanly_on_sigterm()
+    harness.exit_on_sigterm()
     command = shlex.join([sys.executable, "-m", "bench.health_throughput", *(argv or sys.argv[1:])])
     machine = harness.machine_info()
     tool = harness.load_tool(args.tool)
