@@ -22,6 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_303_SEE_OTHER
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import DbSession
 from app.domain.console.service import STATUSES, ConsoleService
@@ -128,6 +129,17 @@ async def _thread_page(
     )
 
 
+async def _signed_in_service(
+    request: Request[Any, Any, Any], db_session: AsyncSession, state: State
+) -> ConsoleService:
+    """The console service for the signed-in agent of a fragment request (401 when signed out:
+    the page's script then sends the agent back to sign in)."""
+    principal = await console_principal(request, db_session)
+    if principal is None:
+        raise NotAuthorizedException("Signed out")
+    return ConsoleService(db_session, principal, state.read_marks)
+
+
 class ConsoleController(Controller):
     path = "/"
     include_in_schema = False
@@ -210,30 +222,21 @@ class ConsoleController(Controller):
     async def conversations_fragment(
         self, request: Request[Any, Any, Any], db_session: DbSession, state: State
     ) -> Template:
-        principal = await console_principal(request, db_session)
-        if principal is None:
-            raise NotAuthorizedException("Signed out")
-        service = ConsoleService(db_session, principal, state.read_marks)
+        service = await _signed_in_service(request, db_session, state)
         return _page("_conversations.html", conversations=await service.mine())
 
     @get("/fragments/queue")
     async def queue_fragment(
         self, request: Request[Any, Any, Any], db_session: DbSession, state: State
     ) -> Template:
-        principal = await console_principal(request, db_session)
-        if principal is None:
-            raise NotAuthorizedException("Signed out")
-        service = ConsoleService(db_session, principal, state.read_marks)
+        service = await _signed_in_service(request, db_session, state)
         return _page("_queue.html", queue=await service.queue())
 
     @get("/fragments/agent")
     async def agent_fragment(
         self, request: Request[Any, Any, Any], db_session: DbSession, state: State
     ) -> Template:
-        principal = await console_principal(request, db_session)
-        if principal is None:
-            raise NotAuthorizedException("Signed out")
-        service = ConsoleService(db_session, principal, state.read_marks)
+        service = await _signed_in_service(request, db_session, state)
         return _page("_status.html", agent=await service.me(), statuses=STATUSES)
 
     @get("/conversations/{conversation_id:uuid}")
