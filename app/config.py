@@ -83,7 +83,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = None
     observability_token: str | None = None
-    health_cache_seconds: float = 5.0
+    health_cache_seconds: float = 2.0
     health_check_interval_seconds: float = 60.0
     health_max_reply_delay_seconds: int = 120
     health_max_queue_wait_seconds: int = 900
