@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.core.db import create_sessionmaker
 from app.db.models import Conversation, Integration
+from app.db.models.knowledge import KnowledgeBase
+from app.domain.knowledge.repository import ChunkRepository
+from app.domain.knowledge.service import KnowledgeSearch
 from app.domain.orgs.service import create_organization
+from app.gateways.gemini import GeminiGateway
 from tests.knowledge.conftest import Client, create_kb, upload
 from tests.stubs import GeminiStub
 
@@ -125,6 +135,56 @@ async def test_organizations_never_see_each_others_knowledge(
     assert (own.json()["mode"], own.json()["sources"]) == ("no_answer", [])
     listed = (await client.get("/api/v1/knowledge-bases", headers=other)).json()
     assert [kb["name"] for kb in listed["items"]] == ["theirs"]
+
+
+async def test_retrieval_filters_chunks_by_organization_below_the_knowledge_base_lookup(
+    client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
+) -> None:
+    """The bot worker hands `KnowledgeSearch` an id from an integration row: even given another
+    organization's knowledge base itself, retrieval finds none of its chunks."""
+    kb_id = uuid.UUID(await _load(client, admin_headers))
+    sessions = create_sessionmaker(clean_db)
+    async with sessions.begin() as session:
+        other_org, _ = await create_organization(session, "other")
+    async with sessions() as session:
+        kb = await session.get_one(KnowledgeBase, kb_id)
+        own = await KnowledgeSearch(session, kb.org_id, GeminiGateway(Settings())).retrieve(
+            kb, "What does E1310 mean?", 5
+        )
+        theirs = KnowledgeSearch(session, other_org.id, GeminiGateway(Settings()))
+        stolen = await theirs.retrieve(kb, "What does E1310 mean?", 5)
+        chunk_ids = [result.passage.chunk_id for result in own.results]
+        other_chunks = ChunkRepository(session, other_org.id)
+
+        assert own.results
+        assert stolen.results == [] and stolen.ranked == []
+        assert await other_chunks.passages(chunk_ids) == {}
+        assert await other_chunks.embeddings(chunk_ids) == {}
+
+
+async def test_integrations_reference_only_their_own_organizations_knowledge_base(
+    client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
+) -> None:
+    kb_id = uuid.UUID(await create_kb(client, admin_headers))
+    sessions = create_sessionmaker(clean_db)
+    async with sessions.begin() as session:
+        kb = await session.get_one(KnowledgeBase, kb_id)
+        other_org, _ = await create_organization(session, "other")
+    with pytest.raises(IntegrityError):
+        async with sessions.begin() as session:
+            session.add(
+                Integration(org_id=other_org.id, name="x", type="generic", knowledge_base_id=kb_id)
+            )
+    async with sessions.begin() as session:
+        own = Integration(org_id=kb.org_id, name="site", type="generic", knowledge_base_id=kb_id)
+        session.add(own)
+
+    # Deleting the knowledge base leaves the integration, answering from the default one.
+    async with sessions.begin() as session:
+        await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == kb_id))
+    async with sessions() as session:
+        reference = select(Integration.knowledge_base_id).where(Integration.id == own.id)
+        assert (await session.execute(reference)).one() == (None,)
 
 
 async def test_agent_keys_read_but_do_not_write(

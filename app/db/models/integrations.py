@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -34,6 +35,14 @@ class Integration(IdMixin, TimestampMixin, Base):
         CheckConstraint("type IN ('generic', 'evolution')", name="type"),
         CheckConstraint("status IN ('active', 'disabled')", name="status"),
         Index("ix_integrations_org_id", "org_id"),
+        # The knowledge base must be the organization's own; deleting it nulls only the
+        # reference (the integration then answers from the organization's default one).
+        ForeignKeyConstraint(
+            ["knowledge_base_id", "org_id"],
+            ["knowledge_bases.id", "knowledge_bases.org_id"],
+            ondelete="SET NULL (knowledge_base_id)",
+        ),
+        Index("ix_integrations_knowledge_base_id", "knowledge_base_id"),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(

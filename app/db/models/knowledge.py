@@ -30,7 +30,11 @@ from app.db.base import Base, IdMixin, TimestampMixin
 
 class KnowledgeBase(IdMixin, TimestampMixin, Base):
     __tablename__ = "knowledge_bases"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        # The target of integrations' (knowledge_base_id, org_id) foreign key.
+        UniqueConstraint("id", "org_id"),
+    )
 
     org_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
