@@ -29,7 +29,7 @@ from app.core.events import EventBus, channels_backend, create_events_redis
 from app.core.logging import configure_logging
 from app.core.middleware import RequestObserver
 from app.core.migrations import database_url_for, upgrade
-from app.core.openapi import document_api_errors
+from app.core.openapi import StrictStructSchemaPlugin, document_api_errors
 from app.core.redis import create_redis
 from app.core.resilience import resilience_manager
 from app.core.security.ratelimit import FallbackRateLimiter
@@ -155,6 +155,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         answerer = KnowledgeAnswerer(gemini)
         runners = build_runners(settings, engine, sessionmaker, http, answerer, events)
         limiter = FallbackRateLimiter(redis)
+        # Connections and the script ready before the first request (see the limiter's docs).
+        await limiter.warm()
         metrics.bind(engine, limiter)
         app.state.webhook_gate = WebhookGate(
             settings,
@@ -212,7 +214,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             console_router(),
         ],
         dependencies={"db_session": Provide(provide_db_session)},
-        plugins=[channels],
+        plugins=[channels, StrictStructSchemaPlugin()],
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         cors_config=cors_config(settings),
         exception_handlers=EXCEPTION_HANDLERS,

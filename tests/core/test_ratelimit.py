@@ -6,14 +6,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from loguru import logger
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.security.ratelimit import (
+    GCRA_LUA,
     Decision,
     FallbackRateLimiter,
     Limit,
@@ -324,7 +329,8 @@ async def test_fallback_without_redis_is_memory_unconfigured() -> None:
 async def test_fallback_on_closed_port_answers_fast_from_memory(
     log_records: list[tuple[str, str]],
 ) -> None:
-    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    # Without client-side retries, as app.core.redis builds the client: refused at once.
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0))
     limiter = FallbackRateLimiter(dead, prefix=f"test:rl:{uuid.uuid4().hex}:")
     assert limiter.mode == "redis"
     try:
@@ -346,14 +352,111 @@ async def test_fallback_bounds_a_stalled_redis(log_records: list[tuple[str, str]
     proxy = TcpProxy("127.0.0.1", 6379, blackhole=True)  # accepts, never answers
     await proxy.start()
     client = Redis(host="127.0.0.1", port=proxy.port, socket_connect_timeout=1)
-    limiter = FallbackRateLimiter(client, timeout=0.1, prefix=f"test:rl:{uuid.uuid4().hex}:")
+    limiter = FallbackRateLimiter(
+        client, timeout=0.1, degrade_after=0.3, prefix=f"test:rl:{uuid.uuid4().hex}:"
+    )
     try:
-        for _ in range(3):
+        for hit in range(3):
             started = time.perf_counter()
             assert (await limiter.hit("k", [MINUTE])).allowed
+            # Two tries of 100 ms at most, then an answer from memory.
             assert time.perf_counter() - started < 0.5
+            # Timeouts alone degrade only once they have lasted `degrade_after`.
+            assert limiter.mode == ("memory" if hit == 2 else "redis")
+        assert limiter.fallback_decisions == 3
+        assert len(levels(log_records, "WARNING")) == 1
+    finally:
+        await client.aclose()
+        await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_one_slow_answer_keeps_shared_limits(
+    key_prefix: str, redis_url: str, log_records: list[tuple[str, str]]
+) -> None:
+    """One Redis step slower than the budget (here the client's only connection is busy for
+    150 ms; in a cold process it is first-request work on a saturated event loop) is tried
+    again, not a reason to leave Redis for limits of the process's own."""
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    client = Redis(connection_pool=pool)
+    limiter = FallbackRateLimiter(client, timeout=0.1, prefix=key_prefix)
+    try:
+        await limiter.warm(connections=1)
+        held = await pool.get_connection()
+
+        async def release_later() -> None:
+            await asyncio.sleep(0.15)
+            await pool.release(held)
+
+        releasing = asyncio.create_task(release_later())
+        assert (await limiter.hit("k", [MINUTE])).allowed
+        await releasing
+        assert limiter.mode == "redis"
+        assert limiter.fallback_decisions == 0
+        # Every decision was Redis's: the shared state holds both requests.
+        assert (await limiter.hit("k", [MINUTE])).remaining == 58
+        assert not levels(log_records, "WARNING")
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_warm_opens_connections_and_loads_the_script(
+    real_redis: Redis, redis_url: str
+) -> None:
+    name = f"warm-{uuid.uuid4().hex[:8]}"
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=16, client_name=name)
+    client = Redis(connection_pool=pool)
+    limiter = FallbackRateLimiter(client)
+    try:
+        await limiter.warm(connections=4)
+        opened = [c for c in await real_redis.client_list() if c.get("name") == name]
+        assert len(opened) == 4
+        sha = client.register_script(GCRA_LUA).sha
+        assert await client.script_exists(sha) == [True]
+        assert limiter.mode == "redis"
+    finally:
+        await client.aclose()
+
+
+async def test_warm_against_a_dead_redis_starts_degraded(
+    log_records: list[tuple[str, str]],
+) -> None:
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    limiter = FallbackRateLimiter(dead)
+    try:
+        await limiter.warm()
         assert limiter.mode == "memory"
         assert len(levels(log_records, "WARNING")) == 1
+        assert (await limiter.hit("k", [MINUTE])).allowed
+    finally:
+        await dead.aclose()
+
+
+class CancellationToTimeout(Redis):
+    """A client that turns a cancellation into its own timeout error, as a library's socket
+    timeout firing at the same moment as the caller's cancellation does."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)
+        except asyncio.CancelledError:
+            raise RedisTimeoutError("Timeout reading from socket") from None
+
+
+async def test_cancellation_is_never_swallowed_by_the_fallback() -> None:
+    proxy = TcpProxy("127.0.0.1", 6379, blackhole=True)
+    await proxy.start()
+    client = CancellationToTimeout(host="127.0.0.1", port=proxy.port, socket_connect_timeout=1)
+    limiter = FallbackRateLimiter(client, timeout=5.0, prefix=f"test:rl:{uuid.uuid4().hex}:")
+    try:
+        task = asyncio.create_task(limiter.hit("k", [MINUTE]))
+        await asyncio.sleep(0.05)  # waiting for an answer that never comes
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert limiter.mode == "redis"
+        assert limiter.fallback_decisions == 0
     finally:
         await client.aclose()
         await proxy.stop()

@@ -31,16 +31,23 @@ Several limits at once
 Degradation
     :class:`FallbackRateLimiter` bounds every Redis interaction by ``timeout``
     (``asyncio.timeout``; redis-py's own retry/backoff could otherwise keep a request
-    busy for seconds). An exhausted client connection pool (``MaxConnectionsError``)
-    is local backpressure, so that one request is answered from memory without
-    leaving Redis mode; give the client a ``BlockingConnectionPool`` (or a pool at
-    least as large as the expected concurrency) to avoid it. Any other failure
-    switches to an in-process :class:`MemoryRateLimiter` (one WARNING), and while
-    degraded at most one request per ``probe_interval`` tries ``PING`` plus the real
-    script within the same ``timeout`` budget; success switches back (one INFO).
-    Limits are then per process rather than global, and the memory state starts
-    empty - a deliberate trade: a Redis outage loosens limits instead of failing
-    webhook deliveries.
+    busy for seconds). :meth:`FallbackRateLimiter.warm`, called at start-up, opens the
+    client's connections and loads the script, so a process's first burst does not pay
+    for them inside that budget. An exhausted client connection pool
+    (``MaxConnectionsError``) is local backpressure, so that one request is answered
+    from memory without leaving Redis mode; give the client a ``BlockingConnectionPool``
+    (or a pool at least as large as the expected concurrency) to avoid it. A timeout is
+    tried once more (a slow answer is usually the process's own event loop stalling for
+    a moment, not Redis), and a request whose second try also times out is answered from
+    memory; the limiter leaves Redis mode only when timeouts go on with no answer in
+    between for ``degrade_after`` seconds, or at once on any other failure (connection
+    refused or reset, protocol or script error). Degraded, it uses an in-process
+    :class:`MemoryRateLimiter` (one WARNING), and at most one request per
+    ``probe_interval`` tries ``PING`` plus the real script within the same ``timeout``
+    budget; success switches back (one INFO). Limits are then per process rather than
+    global, and the memory state starts empty - a deliberate trade: a Redis outage
+    loosens limits instead of failing webhook deliveries. A caller's cancellation always
+    wins over the fallback, even when it arrives as the Redis call times out.
 
 Headers
     :func:`policy_header` and :func:`ratelimit_header` render the structured-field form
@@ -62,8 +69,10 @@ from typing import Any, Final, Literal
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
+    "GCRA_LUA",
     "Decision",
     "FallbackRateLimiter",
     "Limit",
@@ -202,7 +211,7 @@ def _gcra(
 # tolerance of limit i, in microseconds. Returns {allowed, TAT_1 - now, ...}.
 # Numbers are written with %.0f because tostring() would use %.14g and round
 # microsecond timestamps.
-_GCRA_LUA: Final = """
+GCRA_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = #KEYS
@@ -242,10 +251,15 @@ class RedisRateLimiter:
         self._prefix = prefix
         # register_script sends EVALSHA and transparently loads the script on NOSCRIPT
         # (e.g. after a Redis restart or SCRIPT FLUSH).
-        self._script = redis.register_script(_GCRA_LUA)
+        self._script = redis.register_script(GCRA_LUA)
 
     async def ping(self) -> None:
         await self._redis.ping()
+
+    async def warm(self, connections: int) -> None:
+        """Open up to `connections` client connections at once and load the script."""
+        await asyncio.gather(*(self._redis.ping() for _ in range(connections)))
+        await self._redis.script_load(GCRA_LUA)
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         checked = _validate(key, limits)
@@ -317,6 +331,7 @@ class FallbackRateLimiter:
         *,
         timeout: float = 0.1,
         probe_interval: float = 5.0,
+        degrade_after: float = 1.0,
         prefix: str = "rl:",
         max_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
@@ -325,9 +340,12 @@ class FallbackRateLimiter:
         self._memory = MemoryRateLimiter(max_keys, clock=clock)
         self._timeout = timeout
         self._probe_interval = probe_interval
+        self._degrade_after = degrade_after
         self._clock = clock
         self._mode: Mode = "redis" if redis is not None else "memory-unconfigured"
         self._next_probe = 0.0
+        # When the current run of timeouts (no answer from Redis in between) began.
+        self._timing_out_since: float | None = None
         self._fallback_decisions = 0
 
     @property
@@ -337,6 +355,18 @@ class FallbackRateLimiter:
     @property
     def fallback_decisions(self) -> int:
         return self._fallback_decisions
+
+    async def warm(self, connections: int = 8, budget: float = 2.0) -> None:
+        """Open Redis connections and load the script before the first request, within
+        `budget` seconds; a Redis unreachable now starts the limiter degraded (and probing)."""
+        if self._remote is None or self._mode != "redis":
+            return
+        try:
+            async with asyncio.timeout(budget):
+                await self._remote.warm(connections)
+        except Exception as exc:
+            _raise_if_cancelling(exc)
+            self._degrade(exc)
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         # Validate first so caller bugs raise instead of masquerading as a Redis outage.
@@ -348,26 +378,45 @@ class FallbackRateLimiter:
             if decision is not None:
                 return decision
             return self._from_memory(key, checked)
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._remote.hit(key, checked)
-        except MaxConnectionsError:
-            # Our own connection pool is exhausted (a local concurrency spike), not a
-            # Redis outage: answer this one from memory but keep using Redis.
-            return self._from_memory(key, checked)
-        # Deliberately broad: whatever goes wrong with Redis (connection, timeout,
-        # protocol, script error) must cost the request a memory decision, not a 500.
-        # CancelledError is a BaseException and still propagates.
-        except Exception as exc:
-            self._degrade(exc)
-            return self._from_memory(key, checked)
+        timeout: Exception | None = None
+        for _ in range(2):  # a timeout gets one more try
+            try:
+                async with asyncio.timeout(self._timeout):
+                    decision = await self._remote.hit(key, checked)
+            except MaxConnectionsError:
+                # Our own connection pool is exhausted (a local concurrency spike), not a
+                # Redis outage: answer this one from memory but keep using Redis.
+                return self._from_memory(key, checked)
+            # Deliberately broad: whatever goes wrong with Redis (connection, timeout,
+            # protocol, script error) must cost the request a memory decision, not a 500.
+            except Exception as exc:
+                _raise_if_cancelling(exc)
+                if not isinstance(exc, TimeoutError | RedisTimeoutError):
+                    self._degrade(exc)
+                    return self._from_memory(key, checked)
+                timeout = exc
+                continue
+            self._timing_out_since = None
+            return decision
+        assert timeout is not None
+        self._timed_out(timeout)
+        return self._from_memory(key, checked)
 
     def _from_memory(self, key: str, limits: tuple[Limit, ...]) -> Decision:
         self._fallback_decisions += 1
         return self._memory.hit_now(key, limits)
 
+    def _timed_out(self, exc: BaseException) -> None:
+        """One more request without an answer: degrade once that has lasted `degrade_after`."""
+        now = self._clock()
+        if self._timing_out_since is None:
+            self._timing_out_since = now
+        if now - self._timing_out_since >= self._degrade_after:
+            self._degrade(exc)
+
     def _degrade(self, exc: BaseException) -> None:
         self._next_probe = self._clock() + self._probe_interval
+        self._timing_out_since = None
         if self._mode == "redis":
             self._mode = "memory"
             logger.warning(
@@ -391,7 +440,8 @@ class FallbackRateLimiter:
             async with asyncio.timeout(self._timeout):
                 await remote.ping()
                 decision = await remote.hit(key, limits)
-        except Exception:
+        except Exception as exc:
+            _raise_if_cancelling(exc)
             return None
         self._mode = "redis"
         logger.info(
@@ -400,6 +450,15 @@ class FallbackRateLimiter:
             self._fallback_decisions,
         )
         return decision
+
+
+def _raise_if_cancelling(exc: Exception) -> None:
+    """A caller cancelled while the Redis step failed (a timeout firing at the same moment, or
+    a client turning the cancellation into its own error): the cancellation must win, or the
+    request would go on as if nothing happened."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def policy_header(limits: Sequence[Limit]) -> str:
