@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from alembic import command
@@ -16,6 +18,10 @@ from alembic import command
 from app.config import ConfigError, Settings, load_settings
 from app.core.logging import configure_logging
 from app.core.migrations import alembic_config, database_url_for, upgrade
+
+
+def _exit_normally(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,6 +34,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # (the embedded server this process started) and tell them migrations are done.
     os.environ["DATABASE_URL"] = url
     os.environ["AUTO_MIGRATE"] = "false"
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again under the
+    # handler it found. Python's default would kill the process before `atexit` runs, leaving the
+    # embedded PostgreSQL running; as an exception the exit unwinds normally.
+    signal.signal(signal.SIGTERM, _exit_normally)
     uvicorn.run(
         "app.asgi:create_app",
         factory=True,
@@ -44,8 +54,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """The background workers without the HTTP server, until SIGTERM or SIGINT."""
-    import signal
-
     from app.core.db import create_engine, create_sessionmaker
     from app.core.events import EventBus, redis_publisher
     from app.core.redis import create_redis
@@ -225,9 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"botlyne: configuration error: {exc}", file=sys.stderr)
         return 2
-    # Logs go to stderr for commands whose stdout is their result (JSON, SQL).
+    # The long-running processes log JSON lines (when structured); the other commands log to
+    # stderr, since their stdout is their result (JSON, SQL).
     configure_logging(
-        settings.log_level, settings.enable_structured_logging and args.command == "serve"
+        settings.log_level,
+        settings.enable_structured_logging and args.command in ("serve", "worker"),
     )
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)

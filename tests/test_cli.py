@@ -106,11 +106,16 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 def test_bare_start_uses_embedded_postgres_and_keeps_its_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    postmaster = data_dir / "pgdata" / "postmaster.pid"
     process, base = _serve_until_ready(data_dir, tmp_path)
     try:
         assert httpx.get(f"{base}/health/live").json() == {"status": "ok"}
+        assert postmaster.exists()
     finally:
         first_stderr = _stop(process)
+    # SIGTERM is a normal stop: the embedded PostgreSQL stops with the server.
+    assert process.returncode == 0, first_stderr
+    assert not postmaster.exists()
     key = first_stderr.split("(shown once): ", 1)[1].split()[0]
 
     process, base = _serve_until_ready(data_dir, tmp_path)
@@ -121,3 +126,4 @@ def test_bare_start_uses_embedded_postgres_and_keeps_its_data(tmp_path: Path) ->
     finally:
         second_stderr = _stop(process)
     assert "shown once" not in second_stderr
+    assert not postmaster.exists()

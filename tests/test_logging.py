@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from litestar import Litestar
@@ -39,3 +40,11 @@ def test_exceptions_are_logged_as_type_and_message(capsys: pytest.CaptureFixture
     assert line["level"] == "ERROR"
     assert line["exception"] == {"type": "ValueError", "message": "boom"}
     assert "Traceback" not in json.dumps(line)
+
+
+def test_uvicorn_builds_no_access_lines() -> None:
+    configure_logging("DEBUG", structured=True)
+    # uvicorn formats an access line's arguments for every request unless the access logger has
+    # no handler anywhere up its chain; it reads exactly this.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    assert logging.getLogger("uvicorn.error").hasHandlers()

@@ -115,12 +115,18 @@ def configure_logging(level: str = "INFO", structured: bool = True) -> None:
     # formatted and then thrown away.)
     threshold = _STDLIB_LEVELS.get(level.upper(), logging.INFO)
     logging.basicConfig(handlers=[handler], level=threshold, force=True)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "alembic"):
+    for name in ("uvicorn", "uvicorn.error", "litestar", "alembic"):
         named = logging.getLogger(name)
         named.handlers = [handler]
         named.propagate = False
         named.setLevel(threshold)
-    # Access lines would repeat what the request metrics already count, and uvicorn's would
-    # print raw paths with query strings, which may carry tokens.
-    logging.getLogger("uvicorn.access").disabled = True
+    # No access lines: they would repeat what the request metrics already count, and uvicorn's
+    # print raw paths with query strings, which may carry tokens. A logger with no handler that
+    # does not propagate is what turns them off in uvicorn itself (`hasHandlers()`); a merely
+    # disabled one would still have the line's arguments (path quoting, client address) built
+    # for every request.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
+    access.disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
