@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 else:
                     yield
         finally:
+            # Attempts still waiting for the batch writer are stored before the pool closes.
+            await app.state.webhook_gate.aclose()
             await events.aclose()
             await gemini.aclose()
             await http.aclose()

@@ -58,18 +58,22 @@ class IntegrationController(Controller):
         self,
         db_session: DbSession,
         principal: Caller,
+        state: State,
         integration_id: IntegrationId,
         data: JSONBody[IntegrationUpdate],
     ) -> IntegrationOut:
-        return await IntegrationService(db_session, principal).update(integration_id, data)
+        updated = await IntegrationService(db_session, principal).update(integration_id, data)
+        state.webhook_gate.forget(integration_id)
+        return updated
 
     @delete(
         "/{integration_id:uuid}", summary="Delete an integration (admin); its webhook answers 410"
     )
     async def delete_integration(
-        self, db_session: DbSession, principal: Caller, integration_id: IntegrationId
+        self, db_session: DbSession, principal: Caller, state: State, integration_id: IntegrationId
     ) -> None:
         await IntegrationService(db_session, principal).delete(integration_id)
+        state.webhook_gate.forget(integration_id)
 
     @post(
         "/{integration_id:uuid}/rotate-secret",
@@ -80,6 +84,7 @@ class IntegrationController(Controller):
         self,
         db_session: DbSession,
         principal: Caller,
+        state: State,
         integration_id: IntegrationId,
         data: JSONBody[RotateSecret | None] = None,
     ) -> SecretOut:
@@ -87,6 +92,7 @@ class IntegrationController(Controller):
         secret, grace_end = await IntegrationService(db_session, principal).rotate_secret(
             integration_id, request.grace_seconds, request.secret
         )
+        state.webhook_gate.forget(integration_id)
         return SecretOut(secret=secret, previous_expires_at=grace_end)
 
     @get("/{integration_id:uuid}/events", summary="Webhook attempts, newest first")
@@ -94,6 +100,7 @@ class IntegrationController(Controller):
         self,
         db_session: DbSession,
         principal: Caller,
+        state: State,
         integration_id: IntegrationId,
         outcome: FromQuery[Literal["accepted", "duplicate", "rejected"] | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
@@ -101,6 +108,8 @@ class IntegrationController(Controller):
             int | None, Parameter(ge=1, description="next_cursor of the previous page")
         ] = None,
     ) -> IntegrationEventList:
+        # This process's attempts still waiting for the batch writer are listed too.
+        await state.webhook_gate.event_writer.flush()
         rows = await IntegrationService(db_session, principal).events(
             integration_id, outcome, limit, cursor
         )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
+from loguru import logger
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import Integration, IntegrationConfig, IntegrationEvent
 from app.db.repository import OrgScopedRepository
@@ -114,6 +118,10 @@ class EventRecord:
     latency_ms: float
     delivery_key: str | None = None
     event_type: str | None = None
+    org_id: uuid.UUID | None = None
+    integration_id: uuid.UUID | None = None
+    # When the attempt was made; the database's clock when not given.
+    received_at: datetime | None = None
 
 
 _TARGET = text(
@@ -125,9 +133,9 @@ _TARGET = text(
 
 _RECORD = text(
     "INSERT INTO integration_events (org_id, integration_id, outcome, status_code, reason, "
-    "client_ip, latency_ms, delivery_key, event_type) "
+    "client_ip, latency_ms, delivery_key, event_type, received_at) "
     "VALUES (:org_id, :integration_id, :outcome, :status_code, :reason, CAST(:client_ip AS inet), "
-    ":latency_ms, :delivery_key, :event_type) RETURNING id"
+    ":latency_ms, :delivery_key, :event_type, coalesce(:received_at, now()))"
 )
 
 # One round trip: claim the delivery key (the partial unique index makes a concurrent copy wait
@@ -236,22 +244,9 @@ class WebhookRepository:
         row = (await self.connection.execute(_TARGET, {"id": integration_id})).mappings().first()
         return WebhookTarget(**row) if row is not None else None
 
-    async def record(self, target: WebhookTarget | None, event: EventRecord) -> int:
-        result = await self.connection.execute(
-            _RECORD,
-            {
-                "org_id": target.org_id if target else None,
-                "integration_id": target.id if target else None,
-                "outcome": event.outcome,
-                "status_code": event.status_code,
-                "reason": event.reason,
-                "client_ip": event.client_ip,
-                "latency_ms": event.latency_ms,
-                "delivery_key": event.delivery_key,
-                "event_type": event.event_type,
-            },
-        )
-        return int(result.scalar_one())
+    async def record(self, records: Sequence[dict[str, Any]]) -> None:
+        """Store attempts that were not accepted (see `EventWriter`), in one statement."""
+        await self.connection.execute(_RECORD, list(records))
 
     async def accept(
         self, target: WebhookTarget, event: EventRecord, inbound: InboundMessage | None
@@ -286,3 +281,89 @@ class WebhookRepository:
             row.agent_id,
             bool(getattr(row, "taken_over", False)),
         )
+
+
+class EventWriter:
+    """Stores the attempts that were not accepted (rejections, duplicates) in batches, off the
+    request path: a refused request costs no database round trip of its own, so a flood of bad
+    signatures cannot tie up the pool. Rows are written within `interval` seconds (or as soon as
+    `batch` are waiting) with their own `received_at`; `flush()` writes what is waiting now (the
+    events listing calls it, so a process shows its own attempts at once), and `aclose()` at
+    shutdown writes the rest. When the database refuses a batch it is kept and tried again; past
+    `max_pending` rows the oldest are dropped with a WARNING, so an outage cannot exhaust memory.
+    Accepted deliveries never go through here: they are stored before their 202."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        interval: float = 0.2,
+        batch: int = 500,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.batch = batch
+        self.max_pending = max_pending
+        self._pending: list[dict[str, Any]] = []
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def add(self, record: EventRecord) -> None:
+        self._pending.append(asdict(record))
+        if len(self._pending) > self.max_pending:
+            excess = len(self._pending) - self.max_pending
+            del self._pending[:excess]
+            self.dropped += excess
+            logger.bind(component="webhook").warning(
+                "webhook events: {} unrecorded attempts dropped (database unavailable)", excess
+            )
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if len(self._pending) >= self.batch:
+            self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Write every row waiting now; raises when the database refuses them (they are kept)."""
+        async with self._lock:
+            while self._pending:
+                rows = self._pending[: self.batch]
+                async with self.engine.begin() as connection:
+                    await WebhookRepository(connection).record(rows)
+                del self._pending[: len(rows)]
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception as exc:
+                logger.bind(component="webhook").warning(
+                    "webhook events: {} attempts not recorded yet ({}); retrying",
+                    len(self._pending),
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(1.0)
+
+    async def aclose(self) -> None:
+        """Stop the background writer and write what is left."""
+        task, self._task = self._task, None
+        if task is not None:
+            # Under the lock: never cut a batch off between its commit and its removal.
+            async with self._lock:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.flush()
+        except Exception as exc:
+            logger.bind(component="webhook").error(
+                "webhook events: {} attempts lost at shutdown ({})",
+                len(self._pending),
+                type(exc).__name__,
+            )

@@ -29,13 +29,27 @@ from app.domain.orgs.auth import Principal
 WEBHOOK_PATH = "/api/v1/integrations/webhook/{id}"
 
 
-def active_secrets(secrets: list[dict[str, Any]], now: datetime) -> list[str]:
-    """Secrets a signature may use now: the current one and those still in their grace period."""
-    return [
-        entry["secret"]
+SecretEntries = tuple[tuple[str, datetime | None], ...]
+
+
+def parse_secrets(secrets: list[dict[str, Any]]) -> SecretEntries:
+    """Stored secrets as (secret, end of its grace period or None)."""
+    return tuple(
+        (
+            entry["secret"],
+            datetime.fromisoformat(entry["expires_at"]) if entry.get("expires_at") else None,
+        )
         for entry in secrets
-        if entry.get("expires_at") is None or datetime.fromisoformat(entry["expires_at"]) > now
-    ]
+    )
+
+
+def usable_secrets(secrets: SecretEntries, now: datetime) -> list[str]:
+    """Secrets a signature may use now: the current one and those still in their grace period."""
+    return [secret for secret, expires in secrets if expires is None or expires > now]
+
+
+def active_secrets(secrets: list[dict[str, Any]], now: datetime) -> list[str]:
+    return usable_secrets(parse_secrets(secrets), now)
 
 
 def present(integration: Integration, config: IntegrationConfig) -> IntegrationOut:

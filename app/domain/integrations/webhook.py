@@ -6,8 +6,11 @@ failed-attempt limit per IP → the integration's quota → JSON → payload sha
 accepted. Every attempt becomes one `integration_events` row. Rejections are answered here with
 a response (never raised) so logs and metrics count them with their real status.
 
-Each database step is a single autocommitted statement: the target lookup, and then either the
-rejection record or the one statement that claims the delivery key and stores the message. No
+An accepted delivery costs one pool checkout and one autocommitted statement, which claims the
+delivery key and stores the message. The integration's configuration comes from a per-process
+cache (`CONFIG_CACHE_SECONDS`; changes made through this process's API apply at once, those made
+through another replica within that bound), and the attempts that are not accepted are written
+in batches by an `EventWriter`, so a refused request makes no database round trip of its own. No
 connection is held while the client's body is read or while Redis answers.
 """
 
@@ -40,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.core.events import EventBus
-from app.core.security.ip import ip_allowed, parse_networks, resolve_client_ip
+from app.core.security.ip import Network, ip_allowed, parse_networks, resolve_client_ip
 from app.core.security.ratelimit import (
     Decision,
     FallbackRateLimiter,
@@ -51,6 +54,7 @@ from app.core.security.ratelimit import (
 from app.core.security.signatures import SignatureError, verify_signature
 from app.domain.integrations.repository import (
     EventRecord,
+    EventWriter,
     InboundMessage,
     WebhookRepository,
     WebhookTarget,
@@ -60,13 +64,28 @@ from app.domain.integrations.schemas import (
     EvolutionUpsert,
     GenericPayload,
 )
-from app.domain.integrations.service import active_secrets
+from app.domain.integrations.service import SecretEntries, parse_secrets, usable_secrets
 
 if TYPE_CHECKING:
     from app.domain.health.metrics import Metrics
 
 FAILED_ATTEMPTS_WINDOW_SECONDS = 60
+# How long a process serves an integration's configuration (secrets, status, allowlist, quotas)
+# from memory: the bound on a change made through another replica taking effect here.
+CONFIG_CACHE_SECONDS = 2.0
+CONFIG_CACHE_MAX_ENTRIES = 10_000
 _JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An integration's configuration in the form the checks use, built once per cache fill."""
+
+    target: WebhookTarget
+    allowlists: tuple[tuple[Network, ...], ...]
+    secrets: SecretEntries
+    limits: tuple[Limit, ...]
+    policy: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +171,12 @@ class WebhookGate:
         self.failure_limit = Limit(
             "failures", settings.webhook_failed_attempts_per_minute, FAILED_ATTEMPTS_WINDOW_SECONDS
         )
+        self.event_writer = EventWriter(self.engine)
+        # integration id -> (monotonic expiry, configuration or None for an unknown id)
+        self._configs: dict[uuid.UUID, tuple[float, Prepared | None]] = {}
 
-    def limits_for(self, target: WebhookTarget) -> list[Limit]:
-        return [
+    def prepare(self, target: WebhookTarget) -> Prepared:
+        limits = (
             Limit(
                 "minute",
                 target.rate_limit_per_minute or self.settings.rate_limit_requests_per_minute,
@@ -165,17 +187,45 @@ class WebhookGate:
                 target.rate_limit_per_hour or self.settings.rate_limit_requests_per_hour,
                 3600,
             ),
-        ]
+        )
+        return Prepared(
+            target=target,
+            allowlists=(self.global_allowlist, parse_networks(target.allowed_ips)),
+            secrets=parse_secrets(target.secrets),
+            limits=limits,
+            policy=policy_header(limits),
+        )
+
+    async def config(self, integration_id: uuid.UUID) -> Prepared | None:
+        """The integration's configuration, from the cache when it is fresh enough."""
+        now = time.monotonic()
+        cached = self._configs.get(integration_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.engine.connect() as connection:
+            target = await WebhookRepository(connection).target(integration_id)
+        prepared = self.prepare(target) if target is not None else None
+        self._configs.pop(integration_id, None)
+        if len(self._configs) >= CONFIG_CACHE_MAX_ENTRIES:
+            # Unknown ids are cached too, so a flood of them is bounded: drop the oldest.
+            del self._configs[next(iter(self._configs))]
+        self._configs[integration_id] = (now + CONFIG_CACHE_SECONDS, prepared)
+        return prepared
+
+    def forget(self, integration_id: uuid.UUID) -> None:
+        """The integration changed through this process: read it again on its next delivery."""
+        self._configs.pop(integration_id, None)
+
+    async def aclose(self) -> None:
+        await self.event_writer.aclose()
 
     async def handle(self, request: Request[Any, Any, Any], integration_id: str) -> Response[Any]:
         attempt = _Attempt(self, request)
         try:
             target_id = uuid.UUID(integration_id)
         except ValueError:
-            return await attempt.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
-        async with self.engine.connect() as connection:
-            target = await WebhookRepository(connection).target(target_id)
-        return await attempt.run(target)
+            return attempt.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
+        return await attempt.run(await self.config(target_id))
 
 
 class _Attempt:
@@ -197,30 +247,30 @@ class _Attempt:
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
-    async def run(self, target: WebhookTarget | None) -> Response[Any]:
+    async def run(self, config: Prepared | None) -> Response[Any]:
         gate = self.gate
-        if target is None:
-            return await self.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
+        if config is None:
+            return self.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
+        target = config.target
         if target.deleted:
-            return await self.reject(target, HTTP_410_GONE, "integration_deleted")
+            return self.reject(target, HTTP_410_GONE, "integration_deleted")
         if target.status != "active":
-            return await self.reject(target, HTTP_403_FORBIDDEN, "integration_disabled")
-        allowlists = (gate.global_allowlist, parse_networks(target.allowed_ips))
-        if not ip_allowed(self.client_ip, allowlists):
-            return await self.reject(target, HTTP_403_FORBIDDEN, "ip_not_allowed")
+            return self.reject(target, HTTP_403_FORBIDDEN, "integration_disabled")
+        if not ip_allowed(self.client_ip, config.allowlists):
+            return self.reject(target, HTTP_403_FORBIDDEN, "ip_not_allowed")
 
         limit = gate.settings.webhook_max_body_bytes
         declared = self.request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
+            return self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
         media_type = self.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
-            return await self.reject(target, HTTP_415_UNSUPPORTED_MEDIA_TYPE, "not_json")
+            return self.reject(target, HTTP_415_UNSUPPORTED_MEDIA_TYPE, "not_json")
         body = await self.read_body(limit)
         if body is None:
-            return await self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
+            return self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
 
-        secrets = active_secrets(target.secrets, datetime.now(UTC))
+        secrets = usable_secrets(config.secrets, datetime.now(UTC))
         if not secrets and gate.settings.webhook_signature_secret:
             secrets = [gate.settings.webhook_signature_secret]
         try:
@@ -236,21 +286,21 @@ class _Attempt:
             gate.metrics.count_rate_limit("failed_attempts", failures.allowed)
             if not failures.allowed:
                 self.retry_after(failures)
-                return await self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "too_many_failures")
-            return await self.reject(target, HTTP_401_UNAUTHORIZED, exc.reason)
+                return self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "too_many_failures")
+            return self.reject(target, HTTP_401_UNAUTHORIZED, exc.reason)
 
-        decision = await gate.limiter.hit(f"int:{target.id}", gate.limits_for(target))
+        decision = await gate.limiter.hit(f"int:{target.id}", config.limits)
         gate.metrics.count_rate_limit("integration", decision.allowed)
-        self.headers["RateLimit-Policy"] = policy_header(gate.limits_for(target))
+        self.headers["RateLimit-Policy"] = config.policy
         self.headers["RateLimit"] = ratelimit_header(decision)
         if not decision.allowed:
             self.retry_after(decision)
-            return await self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "rate_limited")
+            return self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "rate_limited")
 
         try:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError:
-            return await self.reject(target, HTTP_400_BAD_REQUEST, "invalid_json")
+            return self.reject(target, HTTP_400_BAD_REQUEST, "invalid_json")
         try:
             parsed = (
                 parse_evolution(data, target.settings)
@@ -258,9 +308,7 @@ class _Attempt:
                 else parse_generic(data)
             )
         except msgspec.ValidationError as exc:
-            return await self.reject(
-                target, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_payload", str(exc)
-            )
+            return self.reject(target, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_payload", str(exc))
 
         delivery_key = f"msg:{parsed.provider_id}" if parsed.provider_id else verified.delivery_key
         event = EventRecord(
@@ -275,7 +323,7 @@ class _Attempt:
         async with gate.engine.connect() as connection:
             accepted = await WebhookRepository(connection).accept(target, event, parsed.message)
         if accepted.event_id is None:
-            await self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
+            self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
             return Response({"status": "duplicate"}, status_code=HTTP_200_OK, headers=self.headers)
         gate.metrics.count_webhook("accepted", "accepted")
         if parsed.message is not None and not parsed.message.from_business:
@@ -315,7 +363,7 @@ class _Attempt:
     def retry_after(self, decision: Decision) -> None:
         self.headers["Retry-After"] = str(decision.retry_after or 1)
 
-    async def record(
+    def record(
         self,
         target: WebhookTarget | None,
         status_code: int,
@@ -323,31 +371,37 @@ class _Attempt:
         reason: str,
         delivery_key: str | None = None,
     ) -> None:
-        event = EventRecord(
-            outcome=outcome,
-            status_code=status_code,
-            reason=reason,
-            client_ip=self.client_ip_text,
-            latency_ms=self.elapsed_ms(),
-            delivery_key=delivery_key,
+        """Hand an attempt that was not accepted to the batch writer."""
+        self.gate.event_writer.add(
+            EventRecord(
+                outcome=outcome,
+                status_code=status_code,
+                reason=reason,
+                client_ip=self.client_ip_text,
+                latency_ms=self.elapsed_ms(),
+                delivery_key=delivery_key,
+                org_id=target.org_id if target else None,
+                integration_id=target.id if target else None,
+                received_at=datetime.now(UTC),
+            )
         )
-        async with self.gate.engine.connect() as connection:
-            await WebhookRepository(connection).record(target, event)
         self.gate.metrics.count_webhook(outcome, reason)
 
-    async def reject(
+    def reject(
         self,
         target: WebhookTarget | None,
         status_code: int,
         reason: str,
         detail: str | None = None,
     ) -> Response[Any]:
-        await self.record(target, status_code, "rejected", reason)
+        self.record(target, status_code, "rejected", reason)
+        # The attempt is in integration_events and in the metrics; a line per rejection would
+        # let a flood of bad requests flood the log as well.
         logger.bind(
             integration_id=str(target.id) if target else None,
             status_code=status_code,
             reason=reason,
-        ).info("webhook rejected")
+        ).debug("webhook rejected")
         return Response(
             {"status_code": status_code, "detail": detail or reason, "extra": {"reason": reason}},
             status_code=status_code,
