@@ -19,8 +19,9 @@ Run: `--assigners` workers (separate processes by default, each with its own con
 asyncio tasks in one process with `--mode tasks`) call `app.domain.agents.desk.dispatch(session,
 org_id, now)` in a transaction of its own, over and over, all with the same `now`, until nothing
 more can be assigned: a worker stops once `dispatch` has returned 0 three times in a row and no
-waiting entry has an eligible agent with a free slot (or after 40 zeros in a row, which would be
-a liveness bug: work assignable but not assigned). Then one last `dispatch` loop in a single
+waiting entry has an eligible agent with a free slot (or after 40 zeros in a row while that
+number of assignable entries does not go down, which would be a liveness bug: work assignable but
+nobody assigning it). Then one last `dispatch` loop in a single
 process reports whatever the workers left (`final_sweep_assigned`, expected 0).
 
 The same seeded data, copied beforehand with `CREATE DATABASE ... TEMPLATE`, is drained by one
@@ -33,7 +34,8 @@ number of active assignments; no assignment to an offline/away/busy or off-shift
 agent the entry had excluded; every assigned agent has every required skill; conversation and
 queue rows agree with the assignments; no waiting entry left that an eligible agent with a free
 slot could take (starvation). Figures: assignments per second (goal >= 500) from the start to
-the last successful `dispatch`.
+the last successful `dispatch`, and priority inversions: waiting entries that an agent could have
+taken had it not been given a lower-priority one (0 when the queue is served strictly in order).
 """
 
 from __future__ import annotations
@@ -347,6 +349,7 @@ async def assigner(
     started = time.monotonic()
     cpu_started = time.process_time()
     assigned = calls = zeros = checks = 0
+    last_assignable = sys.maxsize
     last_assigned_at = started
     busy = 0.0
     errors: Counter[str] = Counter()
@@ -370,9 +373,13 @@ async def assigner(
             zeros += 1
             if zeros >= ZEROS_BEFORE_CHECK:
                 checks += 1
-                if not await checker.fetchval(_ASSIGNABLE, org_id, eligible):
+                assignable = await checker.fetchval(_ASSIGNABLE, org_id, eligible)
+                if not assignable:
                     break
-                if zeros >= ZEROS_GIVE_UP:
+                if assignable < last_assignable:
+                    # Others are handing the work out (they hold the agents it needs).
+                    zeros, last_assignable = 0, assignable
+                elif zeros >= ZEROS_GIVE_UP:
                     stuck = True
                     break
             await asyncio.sleep(0.02)
@@ -697,7 +704,10 @@ def drain(
     run["final_sweep_assigned"] = asyncio.run(final_sweep(url, org_id, now, args.batch))
     run["checks"] = asyncio.run(check(url, org_id, agents, now))
     bad = {k: v for k, v in run["checks"]["violations"].items() if v}
-    harness.progress(f"  violations: {bad or 'none'}; final sweep {run['final_sweep_assigned']}")
+    harness.progress(
+        f"  violations: {bad or 'none'}; final sweep {run['final_sweep_assigned']}; priority "
+        f"inversions {run['checks']['state']['waiting_entries_passed_over_for_lower_priority']}"
+    )
     return run
 
 
@@ -766,12 +776,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meets_goal": stress["assignments_per_s"] >= GOAL_PER_S,
         "violations": violations,
         "invariants_hold": not violations and stress["final_sweep_assigned"] == 0,
+        "priority_inversions": stress["checks"]["state"][
+            "waiting_entries_passed_over_for_lower_priority"
+        ],
     }
     if reference is not None:
         summary["one_assigner_per_s"] = reference["assignments_per_s"]
         summary["ratio_to_one_assigner"] = round(
             stress["assignments_per_s"] / reference["assignments_per_s"], 3
         )
+        summary["one_assigner_priority_inversions"] = reference["checks"]["state"][
+            "waiting_entries_passed_over_for_lower_priority"
+        ]
         summary["one_assigner_violations"] = {
             k: v for k, v in reference["checks"]["violations"].items() if v
         }

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.events import publish_after_commit, queue_changed_after_commit
-from app.db.models import AgentAssignment, AgentQueueEntry, Conversation
+from app.db.models import AgentAssignment, AgentQueueEntry, Conversation, SupportAgent
 from app.db.models.agents import PRIORITIES
 from app.domain.agents.routing import (
     Routing,
@@ -138,29 +138,57 @@ def assignment_removed(
 async def dispatch(
     session: AsyncSession, org_id: uuid.UUID, now: datetime, limit: int = DISPATCH_BATCH
 ) -> int:
-    """Hand waiting conversations, best first, to eligible agents; returns how many."""
+    """Hand up to `limit` waiting conversations, best first, to eligible agents; returns how
+    many. Each batch is one statement (`Routing.dispatch_batch`); agents another transaction
+    holds right now are left out of the next batch, so their share goes to the others."""
+    await session.flush()
     routing = Routing(session, org_id, now)
-    assigned = 0
-    for entry in await routing.waiting(limit):
-        conversation = await lock_conversation(session, org_id, entry.conversation_id)
-        if conversation is None or conversation.status not in ("queued", "bot"):
-            await session.execute(
-                update(AgentQueueEntry)
-                .where(AgentQueueEntry.id == entry.id)
-                .values(status="cancelled", dequeued_at=now)
-            )
-            queue_changed_after_commit(session, org_id)
-            continue
-        taken = await routing.assign_best(
-            entry.conversation_id, entry.required_skills, entry.tried_agent_ids, "auto"
+    assigned: list[tuple[uuid.UUID, Taken]] = []
+    cancelled: list[uuid.UUID] = []
+    busy: list[uuid.UUID] = []
+    while len(assigned) < limit:
+        batch = await routing.dispatch_batch(limit - len(assigned), busy)
+        assigned += batch.assigned
+        cancelled += batch.cancelled
+        busy += batch.busy
+        if not (batch.assigned or batch.cancelled or batch.busy):
+            break
+    for conversation_id, taken in assigned:
+        publish_after_commit(
+            session,
+            org_id,
+            {
+                "type": "assignment.offered",
+                "conversation_id": conversation_id,
+                "assignment_id": taken.assignment_id,
+                "agent_id": taken.agent_id,
+            },
+            agent_id=taken.agent_id,
         )
-        if taken is None:
-            if not entry.required_skills and not entry.tried_agent_ids:
-                break  # nobody at all can take anything now
-            continue
-        await take(session, conversation, taken, now)
-        assigned += 1
-    return assigned
+    if assigned or cancelled:
+        queue_changed_after_commit(session, org_id)
+        changed = {
+            *cancelled,
+            *(conversation_id for conversation_id, _ in assigned),
+            *(taken.agent_id for _, taken in assigned),
+        }
+        await _reload(session, changed)
+    return len(assigned)
+
+
+async def _reload(session: AsyncSession, changed: set[uuid.UUID]) -> None:
+    """`dispatch` writes with SQL: objects this session already holds of rows it changed (the
+    conversation an API call just escalated, its queue entry, an agent) are read again. `changed`
+    holds the ids of the conversations, agents and cancelled entries."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, (Conversation, SupportAgent)):
+            stale = instance.id in changed
+        elif isinstance(instance, AgentQueueEntry):
+            stale = instance.id in changed or instance.conversation_id in changed
+        else:
+            stale = False
+        if stale:
+            await session.refresh(instance)
 
 
 async def escalate(

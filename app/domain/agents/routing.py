@@ -2,11 +2,15 @@
 
 Eligible agents are online, inside one of their shifts now in their own time zone (an agent
 without shifts is always on shift), have every required skill, and are under capacity; among
-them the least loaded, then the one idle longest. The pick locks the agent row with
-`SKIP LOCKED` (parallel assigners spread over agents instead of queueing on one), the capacity
-check is repeated in the conditional `UPDATE` that takes the slot, and the partial unique index on
-active assignments refuses a second holder of a conversation, so neither a double assignment nor
-an agent over capacity can be committed whatever runs concurrently.
+them the least loaded, then the one idle longest. The queue is served by priority, then waiting
+time. `dispatch_batch` hands out a whole batch in one statement: it plans the batch in queue
+order (counting the batch's own assignments towards each agent's load), then locks the agents it
+planned with `SKIP LOCKED`, so a transaction holds an agent only for the assignments it
+actually makes, and never waits for another. Every lock is taken with `SKIP LOCKED` (queue
+entries, their conversations, agents), the capacity check is repeated in the conditional
+`UPDATE` that takes the slots, and the partial unique index on active assignments refuses a
+second holder of a conversation, so neither a double assignment nor an agent over capacity can
+be committed whatever runs concurrently.
 
 Times are parameters (`:now`) so the rules can be exercised with a controlled clock.
 """
@@ -20,18 +24,10 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-
-def _eligible(skills: str, excluded: str) -> str:
-    """Agent `a` may take a conversation needing `skills` and not for `excluded` agents now.
-
-    One definition for both the pick and the queue scan, so they can never disagree. Only
-    the SQL expressions below are ever passed in, never request data.
-    """
-    return f"""
+# Agent `a` is online, under capacity and inside one of its shifts now, in its own time zone.
+_AVAILABLE = """
     a.status = 'online'
     AND a.active_count < a.max_concurrent_conversations
-    AND a.skills @> {skills}
-    AND NOT (a.id = ANY ({excluded}))
     AND (jsonb_array_length(a.shifts) = 0 OR EXISTS (
         SELECT 1
         FROM jsonb_array_elements(a.shifts) AS s(shift),
@@ -40,6 +36,21 @@ def _eligible(skills: str, excluded: str) -> str:
           AND t.local::time >= (s.shift ->> 'start')::time
           AND t.local::time < (s.shift ->> 'end')::time
     ))"""
+
+
+def _serves(agent: str, skills: str, excluded: str) -> str:
+    """`agent` has every one of `skills` and is not one of the `excluded` agents."""
+    return f"{agent}.skills @> {skills} AND NOT ({agent}.id = ANY ({excluded}))"
+
+
+def _eligible(skills: str, excluded: str) -> str:
+    """Agent `a` may take a conversation needing `skills` and not for `excluded` agents now.
+
+    `_AVAILABLE` and `_serves` are the one definition for the single pick and the dispatch
+    batch, so they can never disagree. Only the SQL expressions in this module are ever passed
+    in, never request data.
+    """
+    return f"{_AVAILABLE}\n    AND {_serves('a', skills, excluded)}"
 
 
 # Built once from constants; no request data is ever formatted into SQL.
@@ -82,19 +93,106 @@ RETURNING id, agent_id
 """
 )
 
-_NEXT_WAITING = text(
+# One batch of `dispatch` in one statement. `agents`: who can take work now (read, not locked).
+# `entries`: the next waiting entries, best first, that one of them can take, each locked with
+# its conversation (SKIP LOCKED: an entry another transaction holds is its business). `plan`:
+# entry by entry in queue order, the eligible agent least loaded then idle longest, counting
+# the batch's own assignments (`added`, per agent in `agents` order). `locked`: the planned
+# agents, locked with SKIP LOCKED and checked again on their latest version; an agent another
+# transaction holds is reported `busy` (the caller plans again without it). `taken` moves the
+# counters only while they stay within capacity; the assignments, the queue entries and the
+# conversations follow the agents actually taken. Entries whose conversation is no longer
+# waiting for an agent are cancelled.
+_DISPATCH = text(
     f"""
-SELECT q.id, q.conversation_id, q.required_skills, q.tried_agent_ids
-FROM agent_queue q
-WHERE q.org_id = :org_id AND q.status = 'waiting'
-  -- Only entries someone can take now: those nobody can take must not hide the ones behind.
-  AND EXISTS (
-      SELECT 1 FROM support_agents a
-      WHERE a.org_id = q.org_id AND {_eligible("q.required_skills", "q.tried_agent_ids")}
-  )
-ORDER BY q.priority DESC, q.enqueued_at, q.id
-LIMIT :limit
-FOR UPDATE OF q SKIP LOCKED
+WITH RECURSIVE agents AS MATERIALIZED (
+    SELECT a.id, a.skills, a.active_count AS load, a.max_concurrent_conversations AS capacity,
+           a.last_assigned_at AS last, row_number() OVER (ORDER BY a.id)::int AS k
+    FROM support_agents a
+    WHERE a.org_id = :org_id AND NOT (a.id = ANY (CAST(:busy AS uuid[]))) AND {_AVAILABLE}
+), entries AS MATERIALIZED (
+    SELECT q.id, q.conversation_id, q.required_skills, q.tried_agent_ids, q.priority,
+           q.enqueued_at, c.status IN ('queued', 'bot') AS open
+    FROM agent_queue q
+    JOIN conversations c ON c.id = q.conversation_id
+    WHERE q.org_id = :org_id AND q.status = 'waiting'
+      AND EXISTS (SELECT 1 FROM agents)
+      -- Only entries someone can take now: those nobody can take must not hide the ones behind.
+      AND (
+          SELECT true FROM agents a
+          WHERE {_serves("a", "q.required_skills", "q.tried_agent_ids")}
+          LIMIT 1
+      )
+    ORDER BY q.priority DESC, q.enqueued_at, q.id
+    LIMIT :limit
+    FOR UPDATE OF q, c SKIP LOCKED
+), queue AS (
+    SELECT e.*, row_number() OVER (ORDER BY e.priority DESC, e.enqueued_at, e.id)::int AS n
+    FROM entries e
+), plan (n, entry_id, conversation_id, required_skills, tried_agent_ids, k, added) AS (
+    SELECT 0, NULL::uuid, NULL::uuid, NULL::text[], NULL::uuid[], NULL::int,
+           array_fill(0, ARRAY[(SELECT count(*) FROM agents)::int])
+    UNION ALL
+    SELECT q.n, q.id, q.conversation_id, q.required_skills, q.tried_agent_ids, pick.k,
+           CASE WHEN pick.k IS NULL THEN p.added
+                ELSE p.added[1 : pick.k - 1] || (p.added[pick.k] + 1) || p.added[pick.k + 1 :]
+           END
+    FROM plan p
+    JOIN queue q ON q.n = p.n + 1
+    LEFT JOIN LATERAL (
+        SELECT a.k FROM agents a
+        WHERE q.open AND {_serves("a", "q.required_skills", "q.tried_agent_ids")}
+          AND a.load + p.added[a.k] < a.capacity
+        ORDER BY a.load + p.added[a.k],
+                 CASE WHEN p.added[a.k] > 0 THEN CAST(:now AS timestamptz) ELSE a.last END
+                     NULLS FIRST,
+                 a.id
+        LIMIT 1
+    ) AS pick ON true
+), chosen AS (
+    SELECT p.n, p.conversation_id, p.required_skills, p.tried_agent_ids, a.id AS agent_id
+    FROM plan p JOIN agents a ON a.k = p.k
+), locked AS (
+    SELECT a.id, a.skills FROM support_agents a
+    WHERE a.id IN (SELECT agent_id FROM chosen) AND {_AVAILABLE}
+    ORDER BY a.id
+    FOR UPDATE SKIP LOCKED
+), granted AS (
+    SELECT c.n, c.conversation_id, c.agent_id
+    FROM chosen c JOIN locked l ON l.id = c.agent_id
+    WHERE {_serves("l", "c.required_skills", "c.tried_agent_ids")}
+), taken AS (
+    UPDATE support_agents a
+    SET active_count = a.active_count + g.extra, last_assigned_at = CAST(:now AS timestamptz)
+    FROM (SELECT agent_id, count(*)::int AS extra FROM granted GROUP BY agent_id) AS g
+    WHERE a.id = g.agent_id AND a.active_count + g.extra <= a.max_concurrent_conversations
+    RETURNING a.id
+), inserted AS (
+    INSERT INTO agent_assignments (org_id, conversation_id, agent_id, assignment_type, started_at)
+    SELECT :org_id, g.conversation_id, g.agent_id, 'auto', CAST(:now AS timestamptz)
+    FROM granted g JOIN taken t ON t.id = g.agent_id
+    ORDER BY g.n
+    RETURNING id, conversation_id, agent_id
+), dequeued AS (
+    UPDATE agent_queue q
+    SET status = CASE WHEN i.id IS NULL THEN 'cancelled' ELSE 'assigned' END,
+        dequeued_at = CAST(:now AS timestamptz)
+    FROM entries e LEFT JOIN inserted i ON i.conversation_id = e.conversation_id
+    WHERE q.id = e.id AND (i.id IS NOT NULL OR NOT e.open)
+    RETURNING q.id, q.status
+), moved AS (
+    UPDATE conversations c
+    SET status = 'assigned', assigned_agent_id = i.agent_id, updated_at = now()
+    FROM inserted i
+    WHERE c.id = i.conversation_id
+)
+SELECT 'assigned' AS outcome, i.id, i.conversation_id, i.agent_id FROM inserted i
+UNION ALL
+SELECT 'cancelled', d.id, NULL, NULL FROM dequeued d WHERE d.status = 'cancelled'
+UNION ALL
+SELECT 'busy', NULL, NULL, c.agent_id FROM chosen c
+WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.id = c.agent_id)
+GROUP BY c.agent_id
 """
 )
 
@@ -153,11 +251,13 @@ class Taken:
 
 
 @dataclass(frozen=True, slots=True)
-class Waiting:
-    id: uuid.UUID
-    conversation_id: uuid.UUID
-    required_skills: list[str]
-    tried_agent_ids: list[uuid.UUID]
+class Batch:
+    """What one dispatch statement did: conversations handed out, queue entries cancelled
+    (their conversation no longer waits for an agent), agents held by another transaction."""
+
+    assigned: list[tuple[uuid.UUID, Taken]]
+    cancelled: list[uuid.UUID]
+    busy: list[uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +312,20 @@ class Routing:
         ).first()
         return Taken(row.id, row.agent_id) if row else None
 
-    async def waiting(self, limit: int) -> list[Waiting]:
+    async def dispatch_batch(self, limit: int, busy: list[uuid.UUID]) -> Batch:
+        """Hand up to `limit` waiting entries, best first, to eligible agents not in `busy`."""
         rows = await self.session.execute(
-            _NEXT_WAITING, {"org_id": self.org_id, "limit": limit, "now": self.now}
+            _DISPATCH, {"org_id": self.org_id, "limit": limit, "busy": busy, "now": self.now}
         )
-        return [Waiting(**row._mapping) for row in rows]
+        batch = Batch(assigned=[], cancelled=[], busy=[])
+        for outcome, id_, conversation_id, agent_id in rows:
+            if outcome == "assigned":
+                batch.assigned.append((conversation_id, Taken(id_, agent_id)))
+            elif outcome == "cancelled":
+                batch.cancelled.append(id_)
+            else:
+                batch.busy.append(agent_id)
+        return batch
 
     async def requeue(
         self,
