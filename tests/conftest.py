@@ -28,6 +28,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.embedded import embedded_database_url
 from app.core.migrations import upgrade
 from tests.helpers import PeerOverride
+from tests.security import leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bl_test-admin-key-0123456789abcdefghij"
@@ -85,7 +86,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "run_workers": False,
         **overrides,
     }
-    return Settings(**values)
+    settings = Settings(**values)
+    leaks.SCAN.register_settings(settings)
+    return settings
 
 
 @pytest.fixture
@@ -148,7 +151,13 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every log record of the run is kept, to be searched for secrets at the end.
+    leaks.capture_every_record(leaks.SCAN)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks.fail_on_leaks(session)
     if os.environ.get("BOTLYNE_FORBID_SKIPS") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

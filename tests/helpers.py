@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.core.security.signatures import sign_hmac
+from tests.security.leaks import register
 
 
 class PeerOverride:
@@ -35,6 +36,7 @@ class PeerOverride:
 def signed(
     secret: str, payload: Any, *, timestamp: int | None = None, peer: str = "203.0.113.7"
 ) -> tuple[bytes, dict[str, str]]:
+    register(secret)
     body = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
     headers = sign_hmac(secret, body, timestamp if timestamp is not None else int(time.time()))
     headers["Content-Type"] = "application/json"

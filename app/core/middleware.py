@@ -1,5 +1,5 @@
-"""The request observer: one X-Request-ID per request (in the response and in every log line) and
-the request metrics, in one pass.
+"""The request observer: one X-Request-ID per request (in the response and in every log line),
+the security headers every response carries, and the request metrics, in one pass.
 
 It is a plain ASGI callable rather than a Litestar `AbstractMiddleware`: it runs on every request,
 the probes included, so it does the least work possible. And it wraps the whole application
@@ -7,6 +7,11 @@ the probes included, so it does the least work possible. And it wraps the whole 
 a handler, so a 404 or a 405 would carry no request id and go uncounted. Routing still happens
 before the response, so the route template is read from the scope once the app returns
 (`scope["path_template"]`, set by Litestar's router; absent when nothing matched).
+
+The security headers are constants appended with the request id, so they cost the probes
+nothing measurable: no MIME sniffing, no framing, no referrer to other sites, and under `/api/`
+no caching (keys and secrets travel in those bodies) unless the handler chose its own
+`Cache-Control`. The console adds its Content-Security-Policy itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+CACHE_CONTROL = b"cache-control"
+NO_STORE = (CACHE_CONTROL, b"no-store")
+API_PREFIX = "/api/"
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -65,6 +78,7 @@ class RequestObserver:
         request_id = request_id_from(scope["headers"])
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         token = request_id_var.set(request_id)
+        api = http_scope["path"].startswith(API_PREFIX)
         # Whatever escapes the app's own exception handlers reaches the server as a 500.
         status = 500
 
@@ -72,7 +86,10 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = [*message.get("headers", ()), header, *SECURITY_HEADERS]
+                if api and all(name.lower() != CACHE_CONTROL for name, _ in headers):
+                    headers.append(NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         in_flight = self.recorder.in_flight

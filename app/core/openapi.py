@@ -1,13 +1,21 @@
-"""OpenAPI pieces shared by every controller: the error body and the error responses."""
+"""OpenAPI pieces shared by every controller: the error body, the error responses, and two
+corrections to what Litestar derives (unknown fields, optional bodies)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Litestar
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import Example, Operation, RequestBody
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.openapi.spec import Schema
+    from litestar.typing import FieldDefinition
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request",
@@ -59,3 +67,27 @@ def document_api_errors(app: Litestar, prefix: str) -> None:
             continue
         for handler in getattr(route, "route_handlers", ()):
             handler.responses = {**API_ERRORS, **(handler.responses or {})}
+
+
+class StrictStructSchemaPlugin(StructSchemaPlugin):
+    """A body that refuses unknown fields (`forbid_unknown_fields=True`, a 422) says so in the
+    document: `additionalProperties: false`. Litestar leaves it out."""
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
+
+
+@dataclass
+class OptionalBodyOperation(Operation):
+    """For a handler whose body has a default (`data: ... = None`): Litestar documents every
+    request body as required."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False

@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 from litestar import Controller, Response, get, patch, post, put
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.core.db import DbSession
-from app.core.openapi import error_responses
+from app.core.openapi import OptionalBodyOperation, error_responses
 from app.db.models import AgentAssignment
 from app.domain.agents.schemas import (
     AgentCreate,
@@ -40,7 +41,13 @@ ConversationId = FromPath[uuid.UUID]
 CONFLICT = error_responses(409)
 ASSIGN_RESPONSES = {
     **CONFLICT,
-    202: ResponseSpec(data_container=Queued, description="Nobody can take it now: queued"),
+    # No generated example: it would be random, a different document on every start.
+    202: ResponseSpec(
+        data_container=Queued,
+        description="Nobody can take it now: queued",
+        generate_examples=False,
+        examples=[Example(summary="Queued", value={"queued": True, "position": 1})],
+    ),
 }
 
 
@@ -114,6 +121,7 @@ class AgentController(Controller):
         summary="Assign to an agent (manual) or to the best available one (admin)",
         responses=ASSIGN_RESPONSES,
         status_code=200,
+        operation_class=OptionalBodyOperation,
     )
     async def assign(
         self,

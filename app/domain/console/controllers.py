@@ -40,15 +40,14 @@ NOTICES = {
     "resolved": "Conversation resolved.",
     "status": "Status updated.",
 }
+# Every response also carries nosniff, X-Frame-Options and Referrer-Policy
+# (app.core.middleware); the pages add their own policy.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
 }
 
 

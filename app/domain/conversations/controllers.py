@@ -10,6 +10,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from app.core.db import DbSession
+from app.core.openapi import OptionalBodyOperation
 from app.domain.conversations.repository import encode_cursor
 from app.domain.conversations.schemas import (
     ConversationList,
@@ -69,7 +70,12 @@ class ConversationController(Controller):
         )
         return MessageList(items=items, next_cursor=next_cursor)
 
-    @post("/{conversation_id:uuid}/resolve", summary="Resolve a conversation", status_code=200)
+    @post(
+        "/{conversation_id:uuid}/resolve",
+        summary="Resolve a conversation",
+        status_code=200,
+        operation_class=OptionalBodyOperation,
+    )
     async def resolve_conversation(
         self,
         db_session: DbSession,

@@ -91,6 +91,7 @@ class EventStreamController(Controller):
     @get(
         "/stream",
         summary="Server-Sent Events for the caller's organization or agent",
+        media_type="text/event-stream",
         description=(
             "Authenticated by `?token=` (from `POST /api/v1/events/token`) or an API key header. "
             "Each event is a JSON object with a `type`, sent as the SSE `event` too. An agent key "

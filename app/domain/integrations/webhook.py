@@ -97,6 +97,17 @@ class Parsed:
     provider_id: str | None
 
 
+def holds_nul(data: Any) -> bool:
+    """Whether any string in decoded JSON (keys included) contains U+0000."""
+    if isinstance(data, str):
+        return "\x00" in data
+    if isinstance(data, dict):
+        return any(holds_nul(key) or holds_nul(value) for key, value in data.items())
+    if isinstance(data, list):
+        return any(holds_nul(item) for item in data)
+    return False
+
+
 def parse_generic(data: Any) -> Parsed:
     payload = msgspec.convert(data, GenericPayload)
     if payload.sender is None and payload.conversation_id is None:
@@ -301,6 +312,11 @@ class _Attempt:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError:
             return self.reject(target, HTTP_400_BAD_REQUEST, "invalid_json")
+        # PostgreSQL text cannot hold U+0000; the cheap byte test spares every other body the walk.
+        if b"\\u0000" in body and holds_nul(data):
+            return self.reject(
+                target, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_payload", "Text contains U+0000"
+            )
         try:
             parsed = (
                 parse_evolution(data, target.settings)

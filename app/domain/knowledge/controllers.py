@@ -65,6 +65,7 @@ class DocumentUploadOperation(Operation):
                     schema=Schema(
                         type=OpenAPIType.OBJECT,
                         required=["title", "content"],
+                        additional_properties=False,
                         properties={
                             "title": Schema(
                                 type=OpenAPIType.STRING, min_length=1, max_length=MAX_TITLE
@@ -150,7 +151,7 @@ class KnowledgeBaseController(Controller):
     path = "/knowledge-bases"
     tags = ["knowledge"]
 
-    @post("/", summary="Create a knowledge base (admin)")
+    @post("/", summary="Create a knowledge base (admin)", responses=error_responses(409))
     async def create_knowledge_base(
         self,
         db_session: DbSession,

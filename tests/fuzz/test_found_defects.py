@@ -1,0 +1,76 @@
+"""What the fuzz suite found, each pinned by an ordinary test (docs/reliability.md lists them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.asgi import create_app
+from app.config import Settings
+from tests.helpers import create_integration, signed
+
+
+async def test_signed_text_holding_nul_is_refused_not_a_500(
+    peer_client: AsyncTestClient[Any], admin_headers: dict[str, str]
+) -> None:
+    integration = await create_integration(peer_client, admin_headers)
+    url = f"/api/v1/integrations/webhook/{integration['id']}"
+    for payload in (
+        {"message": {"body": "a\u0000b"}, "sender": {"id": "u1"}},
+        {"message": {"body": "hi"}, "sender": {"id": "u1"}, "meta": {"k\u0000": 1}},
+    ):
+        body, headers = signed(integration["secret"], payload)
+        response = await peer_client.post(url, content=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["extra"] == {"reason": "invalid_payload"}
+    # A backslash-escaped "\u0000" is plain text, and welcome.
+    body, headers = signed(
+        integration["secret"], {"message": {"body": "C:\\u0000"}, "sender": {"id": "u2"}}
+    )
+    assert (await peer_client.post(url, content=body, headers=headers)).status_code == 202
+    events = await peer_client.get(
+        f"/api/v1/integrations/{integration['id']}/events", headers=admin_headers
+    )
+    reasons = [event["reason"] for event in events.json()["items"]]
+    assert reasons.count("invalid_payload") == 2
+
+
+async def test_a_duplicate_knowledge_base_name_is_a_documented_409(
+    client: AsyncTestClient[Litestar], admin_headers: dict[str, str]
+) -> None:
+    for expected in (201, 409):
+        response = await client.post(
+            "/api/v1/knowledge-bases", json={"name": "help"}, headers=admin_headers
+        )
+        assert response.status_code == expected, response.text
+    document = (await client.get("/schema/openapi.json")).json()
+    assert "409" in document["paths"]["/api/v1/knowledge-bases"]["post"]["responses"]
+
+
+async def test_the_document_states_what_the_api_enforces(
+    client: AsyncTestClient[Litestar], admin_headers: dict[str, str], settings: Settings
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    # Bodies that refuse unknown fields say so.
+    assert schemas["AgentCreate"]["additionalProperties"] is False
+    extra = await client.post(
+        "/api/v1/agents",
+        json={"name": "A", "email": "a@example.com", "nickname": "x"},
+        headers=admin_headers,
+    )
+    assert extra.status_code == 422
+    # Bodies with a default are optional.
+    resolve = paths["/api/v1/conversations/{conversation_id}/resolve"]["post"]
+    assign = paths["/api/v1/agents/assign/{conversation_id}"]["post"]
+    assert resolve["requestBody"]["required"] is False
+    assert assign["requestBody"]["required"] is False
+    # The event stream is an event stream.
+    stream = paths["/api/v1/events/stream"]["get"]["responses"]["200"]
+    assert list(stream["content"]) == ["text/event-stream"]
+    # No generated (random) example: another start serves the same document.
+    again = create_app(settings).openapi_schema.to_schema()
+    assert msgspec.json.decode(msgspec.json.encode(again)) == document
