@@ -66,3 +66,27 @@ def test_api_probes_use_the_health_endpoints() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+
+
+def test_with_the_maintenance_cronjob_the_pods_do_not_schedule_maintenance() -> None:
+    """Maintenance has one owner: the CronJob, or the workers' scheduler, not both."""
+    everything = documents()
+    cronjobs = [
+        d
+        for _, d in everything
+        if d["kind"] == "CronJob" and containers(d)[0]["command"][1:3] == ["maintenance", "run"]
+    ]
+    assert cronjobs
+    config_maps = {
+        d["metadata"]["name"]: d["data"] for _, d in everything if d["kind"] == "ConfigMap"
+    }
+    for _, document in everything:
+        if document["kind"] != "Deployment":
+            continue
+        for container in containers(document):
+            env: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    env.update(config_maps[source["configMapRef"]["name"]])
+            env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
+            assert env.get("MAINTENANCE_INTERVAL_SECONDS") == "0", document["metadata"]["name"]
