@@ -38,11 +38,6 @@ ENV = {
 }
 
 
-def cpu_per_request(run: dict[str, Any]) -> float:
-    """Server CPU microseconds per request in one run."""
-    return float(run["server_cpu_util"]) / float(run["requests_per_s"]) * 1e6
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, prog="python -m bench.metrics_overhead", description=__doc__)
     command = shlex.join([sys.executable, "-m", "bench.metrics_overhead", *(argv or sys.argv[1:])])
@@ -90,10 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = {side: error_lines(server) for side, server in servers.items()}
 
     summary = {side: summarize_side([entry[side] for entry in rounds]) for side in APPS}
-    for side in APPS:
-        summary[side]["server_cpu_us_per_request_median"] = round(
-            harness.median(cpu_per_request(entry[side]) for entry in rounds), 1
-        )
     ratio = summary["observed"]["requests_per_s_median"] / summary["bare"]["requests_per_s_median"]
     cpu_ratio = (
         summary["bare"]["server_cpu_us_per_request_median"]
