@@ -83,6 +83,11 @@ class NewChunk:
 # a subquery per row, which is the difference between 3 and 30 ms on 5,000 candidates. Values
 # are bound parameters, typed once: an untyped parameter next to an integer would be taken for
 # an integer (0.75 would arrive as 0).
+# `matches` reads only the full-text index, whose keys already carry the knowledge base; the id
+# and organization are checked on its rows. Written into the same WHERE, the knowledge base id
+# led the planner (whenever its statistics under-counted a large knowledge base) to AND the
+# full-text index with the btree on `knowledge_base_id`, reading every row id of the knowledge
+# base first (5 ms at 100,000 chunks).
 _LEXICAL_SEARCH = """
     WITH bm25 AS (
         SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b, CAST(:avgdl AS float8) AS avgdl
@@ -91,13 +96,14 @@ _LEXICAL_SEARCH = """
     ), query AS (
         SELECT term, weight
         FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS q(term, weight)
-    ), candidates AS (
-        SELECT c.id, c.terms, c.token_count
+    ), matches AS (
+        SELECT c.id, c.terms, c.token_count, c.knowledge_base_id, c.org_id
         FROM document_chunks AS c
-        WHERE c.knowledge_base_id = :kb AND c.org_id = :org
-          AND knowledge_base_lexemes(c.knowledge_base_id, c.terms)
+        WHERE knowledge_base_lexemes(c.knowledge_base_id, c.terms)
               @@ CAST(:candidate_query AS tsquery)
         LIMIT :budget
+    ), candidates AS (
+        SELECT id, terms, token_count FROM matches WHERE knowledge_base_id = :kb AND org_id = :org
     ), pool AS (
         SELECT c.id, c.terms, c.token_count,
                ({quick}) / (1 + p.k1 * (1 - p.b + p.b * c.token_count / p.avgdl)) AS quick
