@@ -80,9 +80,10 @@ class NewChunk:
 # Stage one scores every candidate quickly, counting each matched term once (a GIN index finds
 # the candidates); stage two recomputes exact BM25, with term frequencies read from the tsvector
 # positions, for the best `pool` of them. The quick score is one expression per term rather than
-# a subquery per row, which is the difference between 3 and 30 ms on 5,000 candidates. Values
-# are bound parameters, typed once: an untyped parameter next to an integer would be taken for
-# an integer (0.75 would arrive as 0).
+# a subquery per row, which is the difference between 3 and 30 ms on 5,000 candidates; its terms
+# and weights are parameters typed by their CAST, so each tsquery is parsed once per search, when
+# the parameters are bound, not once per candidate. Values are typed explicitly: an untyped
+# parameter next to an integer would be taken for an integer (0.75 would arrive as 0).
 # `matches` reads only the full-text index, whose keys already carry the knowledge base; the id
 # and organization are checked on its rows. Written into the same WHERE, the knowledge base id
 # led the planner (whenever its statistics under-counted a large knowledge base) to AND the
@@ -91,8 +92,6 @@ class NewChunk:
 _LEXICAL_SEARCH = """
     WITH bm25 AS (
         SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b, CAST(:avgdl AS float8) AS avgdl
-    ), each_term AS (
-        SELECT {each_term}
     ), query AS (
         SELECT term, weight
         FROM unnest(CAST(:terms AS text[]), CAST(:weights AS float8[])) AS q(term, weight)
@@ -102,12 +101,13 @@ _LEXICAL_SEARCH = """
         WHERE knowledge_base_lexemes(c.knowledge_base_id, c.terms)
               @@ CAST(:candidate_query AS tsquery)
         LIMIT :budget
-    ), candidates AS (
-        SELECT id, terms, token_count FROM matches WHERE knowledge_base_id = :kb AND org_id = :org
     ), pool AS (
         SELECT c.id, c.terms, c.token_count,
-               ({quick}) / (1 + p.k1 * (1 - p.b + p.b * c.token_count / p.avgdl)) AS quick
-        FROM candidates AS c, bm25 AS p, each_term AS t
+               ({quick})
+               / (CAST(:norm_base AS float8) + CAST(:norm_length AS float8) * c.token_count)
+                   AS quick
+        FROM matches AS c
+        WHERE c.knowledge_base_id = :kb AND c.org_id = :org
         ORDER BY quick DESC, c.id
         LIMIT :pool
     )
@@ -128,12 +128,11 @@ _LEXICAL_SEARCH = """
 @cache
 def lexical_search(terms: int) -> TextClause:
     """The search statement for a question of `terms` distinct known terms."""
-    # Each term's tsquery is parsed once per search, not once per candidate.
-    each_term = ", ".join(
-        f"CAST(:q{i} AS tsquery) AS q{i}, CAST(:w{i} AS float8) AS w{i}" for i in range(terms)
+    quick = " + ".join(
+        f"CAST(c.terms @@ CAST(:q{i} AS tsquery) AS int) * CAST(:w{i} AS float8)"
+        for i in range(terms)
     )
-    quick = " + ".join(f"CAST(c.terms @@ t.q{i} AS int) * t.w{i}" for i in range(terms))
-    return text(_LEXICAL_SEARCH.format(each_term=each_term, quick=quick))
+    return text(_LEXICAL_SEARCH.format(quick=quick))
 
 
 class KnowledgeBaseRepository(OrgScopedRepository[KnowledgeBase]):
@@ -301,6 +300,9 @@ class ChunkRepository(OrgScopedRepository[DocumentChunk]):
                 "k1": ranking.K1,
                 "b": ranking.B,
                 "avgdl": average_length,
+                # BM25's length normalisation 1 + k1 (1 - b + b len / avgdl) as base + factor len.
+                "norm_base": 1 + ranking.K1 * (1 - ranking.B),
+                "norm_length": ranking.K1 * ranking.B / average_length,
             },
         )
         return [LexicalHit(row.id, float(row.bm25), tuple(row.matched)) for row in rows]
