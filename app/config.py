@@ -26,7 +26,7 @@ class ConfigError(Exception):
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
-    database_pool_size: int = 10
+    database_pool_size: int = 32
     botlyne_data_dir: str = "./.botlyne"
     auto_migrate: bool = True
     bootstrap_admin_key: str | None = None

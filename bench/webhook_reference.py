@@ -5,8 +5,9 @@ must do at least: read the body, check an HMAC-SHA256 signature (`X-Timestamp` w
 `X-Signature` over `<ts>.<body>`, constant-time compare), one Redis call (`INCR` of a per-
 integration counter), and one raw asyncpg `INSERT ... RETURNING id` of one row, then a 202 with
 `{"status":"accepted","event_id":...}`. No framework, no ORM, no logging. Its pools mirror
-Botlyne's: asyncpg 10 connections plus 10 on demand (SQLAlchemy's `pool_size` 10,
-`max_overflow` 10), Redis a blocking pool of 64 with 100 ms timeouts (`app.core.redis`).
+Botlyne's defaults: asyncpg 32 connections plus 32 on demand (SQLAlchemy's `pool_size` and
+`max_overflow`, `DATABASE_POOL_SIZE` 32), Redis a blocking pool of 64 with 100 ms timeouts
+(`app.core.redis`).
 Configured by `BENCH_DATABASE_URL` (libpq form), `BENCH_REDIS_URL`, `BENCH_WEBHOOK_SECRET`;
 the table `bench_reference_events` must exist (see `CREATE_TABLE`).
 
@@ -95,7 +96,7 @@ class AcceptApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.pool = await asyncpg.create_pool(
-                    os.environ["BENCH_DATABASE_URL"], min_size=10, max_size=20
+                    os.environ["BENCH_DATABASE_URL"], min_size=32, max_size=64
                 )
                 pool = BlockingConnectionPool.from_url(
                     os.environ["BENCH_REDIS_URL"],
