@@ -130,3 +130,7 @@ def configure_logging(level: str = "INFO", structured: bool = True) -> None:
     access.propagate = False
     access.disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, and a URL can be a credential (a callback or
+    # alert webhook URL with its token, a stream `?token=`); httpcore traces each connection.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

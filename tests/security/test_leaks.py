@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
+import httpx
 from loguru import logger
 
 from app.core.logging import configure_logging
@@ -19,6 +20,16 @@ def test_the_session_capture_outlives_configure_logging() -> None:
     # Below the application's level, and still kept: DEBUG lines leak too when enabled.
     logger.debug(marker)
     assert any(marker in record for record in SCAN.records[-50:])
+
+
+def test_outbound_urls_are_not_logged() -> None:
+    """What the first full scan found: httpx logged each request's URL at INFO, and a callback
+    or alert webhook URL (or a stream `?token=`) can be a credential."""
+    token = f"hook-token-{secrets.token_hex(12)}"
+    configure_logging("DEBUG", structured=True)
+    with httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(204))) as client:
+        assert client.post(f"https://alerts.example/hooks/{token}").status_code == 204
+    assert not any(token in record for record in SCAN.records)
 
 
 def test_the_scan_finds_generated_and_registered_secrets() -> None:
