@@ -37,6 +37,9 @@ def create_engine(settings: Settings, url: str) -> AsyncEngine:
         pool_recycle=1800,
         # Statement and connect timeouts keep a sick database from holding requests forever.
         connect_args={"timeout": 5, "command_timeout": 30, "server_settings": _server_settings()},
+        # A failed statement's message would otherwise quote its parameters (keys, secrets,
+        # users' text) into the log line of the error.
+        hide_parameters=True,
     )
 
 

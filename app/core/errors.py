@@ -43,6 +43,9 @@ TRIGGER_ERRORS: dict[str, int] = {
     "BL409": HTTP_409_CONFLICT,
     "BL422": HTTP_422_UNPROCESSABLE_ENTITY,
 }
+# Any other data exception (class 22: a NUL in text, a number beyond int64 refused by the
+# driver) is a value that does not fit, not a server fault.
+DATA_EXCEPTION_CLASS = "22"
 # Connection-level trouble: the database is away, not the request wrong.
 UNAVAILABLE_CLASSES = ("08", "53", "57P")
 RETRY_AFTER_SECONDS = "5"
@@ -77,6 +80,8 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
         status, detail = SQLSTATE_ERRORS[code]
         headers = {"Retry-After": "1"} if status == HTTP_503_SERVICE_UNAVAILABLE else None
         return _error(status, detail, headers)
+    if code is not None and code.startswith(DATA_EXCEPTION_CLASS):
+        return _error(HTTP_422_UNPROCESSABLE_ENTITY, "A value cannot be stored as given")
     if (
         isinstance(exc, OperationalError | InterfaceError)
         or exc.connection_invalidated

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.asgi import create_app
 from app.config import Settings
@@ -36,6 +39,33 @@ async def test_signed_text_holding_nul_is_refused_not_a_500(
     )
     reasons = [event["reason"] for event in events.json()["items"]]
     assert reasons.count("invalid_payload") == 2
+
+
+async def test_values_the_database_cannot_store_are_422_not_500(
+    client: AsyncTestClient[Litestar], admin_headers: dict[str, str]
+) -> None:
+    agent = await client.post(
+        "/api/v1/agents", json={"name": "Ana", "email": "ana@example.com"}, headers=admin_headers
+    )
+    renamed = await client.patch(
+        f"/api/v1/agents/{agent.json()['id']}", json={"name": "A\u0000na"}, headers=admin_headers
+    )
+    assert renamed.status_code == 422, renamed.text
+    kb = await client.post("/api/v1/knowledge-bases", json={"name": "kb"}, headers=admin_headers)
+    far = await client.get(
+        f"/api/v1/knowledge-bases/{kb.json()['id']}/documents",
+        params={"offset": str(10**22)},
+        headers=admin_headers,
+    )
+    assert far.status_code == 422, far.text
+
+
+async def test_a_failed_statement_never_quotes_its_parameters(engine: AsyncEngine) -> None:
+    secret = "bl_parameter-that-must-stay-out-of-logs"
+    async with engine.connect() as connection:
+        with pytest.raises(DBAPIError) as failure:
+            await connection.exec_driver_sql("SELECT length($1::text) / 0", (secret,))
+    assert secret not in str(failure.value)
 
 
 async def test_a_duplicate_knowledge_base_name_is_a_documented_409(

@@ -30,7 +30,7 @@ from app.config import Settings
 from tests.conftest import ADMIN_KEY, _truncate_all, make_settings
 from tests.helpers import signed
 from tests.live import LiveServer
-from tests.security.world import PATH_IDS, WEBHOOK, World, build_world
+from tests.security.world import AGENT_ALLOWED, PATH_IDS, WEBHOOK, World, build_world
 from tests.stubs.gemini import GeminiStub
 
 EXAMPLES = int(os.environ.get("BOTLYNE_FUZZ_EXAMPLES", "8"))
@@ -123,11 +123,15 @@ async def target(
         await _truncate_all(engine)
 
 
-def credentials(case: schemathesis.Case) -> dict[str, str]:
+def credentials(case: schemathesis.Case, world: World) -> dict[str, str]:
+    """The observability token or an API key, as the operation documents; where agent keys are
+    allowed, half the examples use the agent's key (its own code paths: acting for itself)."""
     security = case.operation.definition.raw.get("security") or []
     schemes = {name for requirement in security for name in requirement}
     if "ObservabilityToken" in schemes:
         return {"Authorization": f"Bearer {OBSERVABILITY_TOKEN}"}
+    if (case.method.upper(), case.path) in AGENT_ALLOWED and coin((case.query, case.body)):
+        return world.agent
     return ADMIN if schemes else {}
 
 
@@ -143,7 +147,8 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case, target: 
     for name, value in list((case.path_parameters or {}).items()):
         if name in PATH_IDS and coin(value):
             case.path_parameters[name] = getattr(target.world, PATH_IDS[name])
-    response = case.call_and_validate(base_url=target.base_url, headers=credentials(case))
+    headers = credentials(case, target.world)
+    response = case.call_and_validate(base_url=target.base_url, headers=headers)
     if (case.method.upper(), case.path) == WEBHOOK:
         # Generated deliveries carry no signature: refused, whatever they hold.
         assert 400 <= response.status_code < 500, response.text

@@ -31,56 +31,19 @@ from app.domain.orgs.service import create_organization
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.live import LiveServer
 from tests.security.leaks import register
-from tests.security.world import STREAM, WEBHOOK, Operation, World, build_world, operations
+from tests.security.world import (
+    ADMIN_ONLY,
+    AGENT_ALLOWED,
+    STREAM,
+    WEBHOOK,
+    Operation,
+    World,
+    build_world,
+    operations,
+)
 
 OBSERVABILITY_TOKEN = "matrix-observability-token-51d3a7"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-ADMIN_ONLY = {
-    ("PATCH", "/api/v1/organization"),
-    ("GET", "/api/v1/api-keys"),
-    ("POST", "/api/v1/api-keys"),
-    ("DELETE", "/api/v1/api-keys/{key_id}"),
-    ("POST", "/api/v1/integrations"),
-    ("PATCH", "/api/v1/integrations/{integration_id}"),
-    ("DELETE", "/api/v1/integrations/{integration_id}"),
-    ("POST", "/api/v1/integrations/{integration_id}/rotate-secret"),
-    ("POST", "/api/v1/agents"),
-    ("PATCH", "/api/v1/agents/{agent_id}"),
-    ("POST", "/api/v1/agents/assign/{conversation_id}"),
-    ("POST", "/api/v1/knowledge-bases"),
-    ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"),
-    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{document_id}"),
-}
-# An agent key may call these, within its own agent's reach (tests/agents check that reach).
-AGENT_ALLOWED = {
-    ("GET", "/api/v1/organization"),
-    ("GET", "/api/v1/integrations"),
-    ("GET", "/api/v1/integrations/{integration_id}"),
-    ("GET", "/api/v1/integrations/{integration_id}/events"),
-    ("GET", "/api/v1/conversations"),
-    ("GET", "/api/v1/conversations/{conversation_id}"),
-    ("GET", "/api/v1/conversations/{conversation_id}/messages"),
-    ("POST", "/api/v1/conversations/{conversation_id}/resolve"),
-    ("GET", "/api/v1/agents"),
-    ("GET", "/api/v1/agents/{agent_id}"),
-    ("GET", "/api/v1/agents/{agent_id}/metrics"),
-    ("GET", "/api/v1/agents/performance"),
-    ("GET", "/api/v1/agents/queue"),
-    ("POST", "/api/v1/agents/queue"),
-    ("POST", "/api/v1/agents/escalate/{conversation_id}"),
-    ("POST", "/api/v1/agents/response/{conversation_id}"),
-    ("PUT", "/api/v1/agents/{agent_id}/status"),
-    ("POST", "/api/v1/agents/transfer/{conversation_id}"),
-    ("GET", "/api/v1/knowledge-bases"),
-    ("GET", "/api/v1/knowledge-bases/{kb_id}"),
-    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"),
-    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents/{document_id}"),
-    ("GET", "/api/v1/knowledge-bases/{kb_id}/search"),
-    ("POST", "/api/v1/query"),
-    ("POST", "/api/v1/events/token"),
-    ("POST", "/api/v1/events/heartbeat"),
-    STREAM,
-}
 UNSIGNED = {"message": {"body": "hello"}, "sender": {"id": "someone"}}
 QUERY = {("GET", "/api/v1/knowledge-bases/{kb_id}/search"): {"q": "refunds"}}
 
@@ -192,6 +155,19 @@ async def test_an_agent_key_is_refused_every_admin_operation(
         status, text, _ = await call(live.http, operation, world, world.agent)
         assert status == 403, (str(operation), status, text)
     assert await snapshot(engine) == before
+
+
+async def test_secrets_are_shown_once_even_to_their_owner(live: Live) -> None:
+    """Keys and signing secrets appear in the response that created them and nowhere after:
+    no read of the organization's own admin returns one (the channel's API key is masked)."""
+    world = await build_world(live.http, "owner", ADMIN)
+    reads = [op for op in live.operations if op.method == "GET" and op.path.startswith("/api/")]
+    for operation in reads:
+        status, text, _ = await call(live.http, operation, world, ADMIN)
+        assert status == 200, (str(operation), status, text)
+        shown = [secret for secret in world.secrets if secret in text]
+        assert not shown, str(operation)
+    assert len(reads) == 19
 
 
 async def test_without_a_valid_key_only_the_probes_answer(live: Live) -> None:

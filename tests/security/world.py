@@ -30,6 +30,54 @@ PATH_IDS = {
 WEBHOOK = ("POST", "/api/v1/integrations/webhook/{integration_id}")
 STREAM = ("GET", "/api/v1/events/stream")
 
+# Who may call each /api/ operation: the security matrix checks every operation is in one set.
+ADMIN_ONLY = {
+    ("PATCH", "/api/v1/organization"),
+    ("GET", "/api/v1/api-keys"),
+    ("POST", "/api/v1/api-keys"),
+    ("DELETE", "/api/v1/api-keys/{key_id}"),
+    ("POST", "/api/v1/integrations"),
+    ("PATCH", "/api/v1/integrations/{integration_id}"),
+    ("DELETE", "/api/v1/integrations/{integration_id}"),
+    ("POST", "/api/v1/integrations/{integration_id}/rotate-secret"),
+    ("POST", "/api/v1/agents"),
+    ("PATCH", "/api/v1/agents/{agent_id}"),
+    ("POST", "/api/v1/agents/assign/{conversation_id}"),
+    ("POST", "/api/v1/knowledge-bases"),
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"),
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{document_id}"),
+}
+# An agent key may call these, within its own agent's reach (tests/agents check that reach).
+AGENT_ALLOWED = {
+    ("GET", "/api/v1/organization"),
+    ("GET", "/api/v1/integrations"),
+    ("GET", "/api/v1/integrations/{integration_id}"),
+    ("GET", "/api/v1/integrations/{integration_id}/events"),
+    ("GET", "/api/v1/conversations"),
+    ("GET", "/api/v1/conversations/{conversation_id}"),
+    ("GET", "/api/v1/conversations/{conversation_id}/messages"),
+    ("POST", "/api/v1/conversations/{conversation_id}/resolve"),
+    ("GET", "/api/v1/agents"),
+    ("GET", "/api/v1/agents/{agent_id}"),
+    ("GET", "/api/v1/agents/{agent_id}/metrics"),
+    ("GET", "/api/v1/agents/performance"),
+    ("GET", "/api/v1/agents/queue"),
+    ("POST", "/api/v1/agents/queue"),
+    ("POST", "/api/v1/agents/escalate/{conversation_id}"),
+    ("POST", "/api/v1/agents/response/{conversation_id}"),
+    ("PUT", "/api/v1/agents/{agent_id}/status"),
+    ("POST", "/api/v1/agents/transfer/{conversation_id}"),
+    ("GET", "/api/v1/knowledge-bases"),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}"),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents/{document_id}"),
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/search"),
+    ("POST", "/api/v1/query"),
+    ("POST", "/api/v1/events/token"),
+    ("POST", "/api/v1/events/heartbeat"),
+    STREAM,
+}
+
 _serial = itertools.count(1)
 
 
