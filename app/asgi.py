@@ -155,10 +155,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         answerer = KnowledgeAnswerer(gemini)
         runners = build_runners(settings, engine, sessionmaker, http, answerer, events)
         limiter = FallbackRateLimiter(redis)
-        # Connections and the script ready before the first request (see the limiter's docs).
-        await limiter.warm()
         metrics.bind(engine, limiter)
-        app.state.webhook_gate = WebhookGate(
+        app.state.webhook_gate = await WebhookGate.open(
             settings,
             engine,
             limiter,

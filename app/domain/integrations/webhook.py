@@ -6,12 +6,13 @@ failed-attempt limit per IP → the integration's quota → JSON → payload sha
 accepted. Every attempt becomes one `integration_events` row. Rejections are answered here with
 a response (never raised) so logs and metrics count them with their real status.
 
-An accepted delivery costs one pool checkout and one autocommitted statement, which claims the
-delivery key and stores the message. The integration's configuration comes from a per-process
-cache (`CONFIG_CACHE_SECONDS`; changes made through this process's API apply at once, those made
-through another replica within that bound), and the attempts that are not accepted are written
-in batches by an `EventWriter`, so a refused request makes no database round trip of its own. No
-connection is held while the client's body is read or while Redis answers.
+An accepted delivery costs one checkout from the webhook's own asyncpg pool and one
+autocommitted statement, which claims the delivery key and stores the message. The
+integration's configuration comes from a per-process cache (`CONFIG_CACHE_SECONDS`; changes made
+through this process's API apply at once, those made through another replica within that bound),
+and the attempts that are not accepted are written in batches by an `EventWriter`, so a refused
+request makes no database round trip of its own. No connection is held while the client's body
+is read or while Redis answers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.status_codes import (
@@ -58,6 +60,7 @@ from app.domain.integrations.repository import (
     InboundMessage,
     WebhookRepository,
     WebhookTarget,
+    create_pool,
 )
 from app.domain.integrations.schemas import (
     EvolutionEvent,
@@ -162,7 +165,7 @@ class WebhookGate:
     def __init__(
         self,
         settings: Settings,
-        engine: AsyncEngine,
+        pool: asyncpg.Pool,
         limiter: FallbackRateLimiter,
         metrics: Metrics,
         on_inbound: Callable[[], None] = lambda: None,
@@ -174,17 +177,35 @@ class WebhookGate:
         self.events = events or EventBus()
         # Wakes this process's bot worker at once; other processes find the job by polling.
         self.on_inbound = on_inbound
-        # Autocommit: each statement is its own transaction, one round trip each.
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # asyncpg runs each statement as its own transaction: one round trip each.
+        self.pool = pool
         self.limiter = limiter
         self.global_allowlist = parse_networks(settings.allowed_webhook_ips)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self.failure_limit = Limit(
             "failures", settings.webhook_failed_attempts_per_minute, FAILED_ATTEMPTS_WINDOW_SECONDS
         )
-        self.event_writer = EventWriter(self.engine)
+        self.event_writer = EventWriter(pool)
         # integration id -> (monotonic expiry, configuration or None for an unknown id)
         self._configs: dict[uuid.UUID, tuple[float, Prepared | None]] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine,
+        limiter: FallbackRateLimiter,
+        metrics: Metrics,
+        on_inbound: Callable[[], None] = lambda: None,
+        events: EventBus | None = None,
+    ) -> WebhookGate:
+        """The gate with its own connection pool to `engine`'s database (half
+        `DATABASE_POOL_SIZE`), and the limiter's Redis connections warm."""
+        _, connect = engine.dialect.create_connect_args(engine.url)
+        pool = await create_pool(connect, max(2, settings.database_pool_size // 2))
+        # Connections and the script ready before the first request (see the limiter's docs).
+        await limiter.warm()
+        return cls(settings, pool, limiter, metrics, on_inbound, events)
 
     def prepare(self, target: WebhookTarget) -> Prepared:
         limits = (
@@ -213,7 +234,7 @@ class WebhookGate:
         cached = self._configs.get(integration_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self.engine.connect() as connection:
+        async with self.pool.acquire() as connection:
             target = await WebhookRepository(connection).target(integration_id)
         prepared = self.prepare(target) if target is not None else None
         self._configs.pop(integration_id, None)
@@ -229,6 +250,7 @@ class WebhookGate:
 
     async def aclose(self) -> None:
         await self.event_writer.aclose()
+        await self.pool.close()
 
     async def handle(self, request: Request[Any, Any, Any], integration_id: str) -> Response[Any]:
         attempt = _Attempt(self, request)
@@ -336,7 +358,7 @@ class _Attempt:
             delivery_key=delivery_key,
             event_type=parsed.event_type,
         )
-        async with gate.engine.connect() as connection:
+        async with gate.pool.acquire() as connection:
             accepted = await WebhookRepository(connection).accept(target, event, parsed.message)
         if accepted.event_id is None:
             self.record(target, HTTP_200_OK, "duplicate", "duplicate", delivery_key)
