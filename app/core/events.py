@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 # Events every key of an organization may see; all others are an agent's or the admins' only.
 ORG_WIDE = frozenset({"queue.changed", "agent.status"})
 PUBLISH_TIMEOUT_SECONDS = 1.0
+BACKLOG_LIMIT = 10_000
 _SESSION_KEY = "botlyne.events"
 _PENDING_KEY = "botlyne.events.pending"
 
@@ -99,8 +101,12 @@ class EventBus:
         self._publisher = publisher
         # Used only to read the queue's depth for `queue.changed`, after the change committed.
         self._engine = engine
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: deque[
+            tuple[list[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]], list[uuid.UUID]]
+        ] = deque()
+        self._drainer: asyncio.Task[None] | None = None
         self._closed = False
+        self._overflowing = False
 
     @property
     def enabled(self) -> bool:
@@ -161,7 +167,12 @@ class EventBus:
         events: Iterable[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]] = (),
         queue_orgs: Iterable[uuid.UUID] = (),
     ) -> None:
-        """Publish in the background, in order, without making the caller wait."""
+        """Publish in the background, in order, without making the caller wait.
+
+        One background task publishes everything handed over, one event after another, so a
+        busy process publishes over one Redis connection instead of opening one per event in
+        flight. At most `BACKLOG_LIMIT` batches wait; past that the oldest are dropped (events
+        are at most once anyway, and a Redis that stalls must not grow the process)."""
         events, queue_orgs = list(events), list(queue_orgs)
         if not self.enabled or not (events or queue_orgs):
             return
@@ -169,16 +180,28 @@ class EventBus:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        if len(self._backlog) >= BACKLOG_LIMIT:
+            self._backlog.popleft()
+            if not self._overflowing:
+                self._overflowing = True
+                logger.bind(component="events").warning(
+                    "event backlog full ({} waiting); dropping the oldest", BACKLOG_LIMIT
+                )
+        self._backlog.append((events, queue_orgs))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
 
-        async def run() -> None:
-            for org_id, event, agent_id in events:
-                await self.publish(org_id, event, agent_id)
-            for org_id in queue_orgs:
-                await self.publish_queue_changed(org_id)
-
-        task = loop.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _drain(self) -> None:
+        try:
+            while self._backlog:
+                events, queue_orgs = self._backlog.popleft()
+                for org_id, event, agent_id in events:
+                    await self.publish(org_id, event, agent_id)
+                for org_id in queue_orgs:
+                    await self.publish_queue_changed(org_id)
+        finally:
+            self._drainer = None
+            self._overflowing = False
 
     def close(self) -> None:
         """Stop publishing (the channels are shutting down); later events are dropped."""
@@ -186,8 +209,8 @@ class EventBus:
 
     async def aclose(self) -> None:
         """Let events already handed over finish (briefly), then stop."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        if self._drainer is not None:
+            await asyncio.wait([self._drainer], timeout=2.0)
         self._closed = True
 
 
