@@ -106,6 +106,26 @@ def summary(rows: Sequence[tuple[float, float, float]]) -> dict[str, float]:
     return {"ndcg@10": round(ndcg, 3), "recall@5": round(recall, 3), "mrr": round(mrr, 3)}
 
 
+def half(question: Mapping[str, Any]) -> str:
+    """A fixed split of the golden questions: odd numbers tune, even numbers are held out.
+    Every constant chosen on the golden set is reported on both halves."""
+    number = int("".join(ch for ch in question["id"] if ch.isdigit()))
+    return "tuning" if number % 2 else "held_out"
+
+
+def paired_p_value(a: Sequence[float], b: Sequence[float], rounds: int = 20_000) -> float:
+    """Two-sided paired randomization test of mean(a) - mean(b): how often swapping each
+    question's pair at random gives a difference at least as large."""
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    observed = abs(sum(differences))
+    rng = random.Random(4)
+    extreme = sum(
+        abs(sum(d if rng.random() < 0.5 else -d for d in differences)) >= observed - 1e-12
+        for _ in range(rounds)
+    )
+    return round((extreme + 1) / (rounds + 1), 4)
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -199,8 +219,10 @@ async def load_synthetic(
         stored = kb.chunk_count
         if number % 100 == 0:
             progress(f"synthetic: {stored} chunks in {time.perf_counter() - started:.0f} s")
-    async with sessions() as session:
+    # Committed: statistics gathered in a transaction that rolls back are lost with it.
+    async with sessions.begin() as session:
         await session.execute(text("ANALYZE"))
+    async with sessions() as session:
         return await session.get_one(KnowledgeBase, kb.id, populate_existing=True)
 
 
@@ -264,25 +286,43 @@ async def ts_rank(
 
 
 STOCK_CONFIG = {"nimbuspay": "english", "casaverde": "portuguese", "rutasur": "spanish"}
+# How PostgreSQL's text search is usually asked: (websearch_to_tsquery rather than
+# plainto_tsquery, ts_rank normalization).
+STOCK_VARIANTS = {
+    "ts_rank_stock_config": (False, 0),
+    "ts_rank_stock_config_normalized": (False, 1),
+    "ts_rank_stock_config_websearch": (True, 0),
+}
 
 
 async def ts_rank_stock(
-    sessions: async_sessionmaker[AsyncSession], golden: Golden, question: str
+    sessions: async_sessionmaker[AsyncSession],
+    golden: Golden,
+    question: str,
+    websearch: bool = False,
+    normalization: int = 0,
 ) -> Ranking:
     """PostgreSQL's own text search as shipped: the language's configuration (stemming, no
-    accent folding), the question's words OR-ed, `ts_rank`."""
+    accent folding) for documents and question alike, the question's words OR-ed (an AND of
+    every word of a natural question matches almost nothing), `ts_rank` with the given
+    normalization (1: divided by 1 + log of the length)."""
     async with sessions() as session:
         rows = await session.execute(
             text(
                 """
-                WITH q AS (
-                    SELECT CAST(replace(CAST(plainto_tsquery(CAST(:cfg AS regconfig), :question)
-                                             AS text), '&', '|') AS tsquery) AS query
+                WITH parsed AS (
+                    SELECT CASE WHEN :websearch
+                                THEN websearch_to_tsquery(CAST(:cfg AS regconfig), :question)
+                                ELSE plainto_tsquery(CAST(:cfg AS regconfig), :question)
+                           END AS query
+                ), q AS (
+                    SELECT CAST(replace(CAST(query AS text), '&', '|') AS tsquery) AS query
+                    FROM parsed
                 )
                 SELECT c.document_id,
                        ts_rank(to_tsvector(CAST(:cfg AS regconfig),
                                            d.title || ' ' || c.heading || ' ' || c.content),
-                               q.query) AS rank
+                               q.query, CAST(:normalization AS int)) AS rank
                 FROM document_chunks AS c JOIN documents AS d ON d.id = c.document_id, q
                 WHERE c.knowledge_base_id = :kb AND numnode(q.query) > 0
                   AND to_tsvector(CAST(:cfg AS regconfig),
@@ -290,7 +330,13 @@ async def ts_rank_stock(
                 ORDER BY rank DESC, c.id
                 """
             ),
-            {"cfg": STOCK_CONFIG[golden.org], "question": question, "kb": golden.kb.id},
+            {
+                "cfg": STOCK_CONFIG[golden.org],
+                "question": question,
+                "kb": golden.kb.id,
+                "websearch": websearch,
+                "normalization": normalization,
+            },
         )
         return by_document([(golden.doc_ids[row[0]], row[1]) for row in rows])
 
@@ -317,6 +363,9 @@ async def quality(
     tags: dict[str, dict[str, list[tuple[float, float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    halves: dict[str, dict[str, list[tuple[float, float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for golden in goldens:
         table = await chunk_table(sessions, golden.kb)
         doc_ids = {row[1]: golden.doc_ids[row[1]] for row in table}
@@ -328,7 +377,10 @@ async def quality(
             if not q["answerable"]:
                 continue
             rankings = {
-                "ts_rank_stock_config": await ts_rank_stock(sessions, golden, q["question"]),
+                name: await ts_rank_stock(sessions, golden, q["question"], *variant)
+                for name, variant in STOCK_VARIANTS.items()
+            }
+            rankings |= {
                 "ts_rank": await ts_rank(sessions, golden, q["question"]),
                 "bm25_reference": reference(q["question"]),
                 "bm25_reference_whole_words": whole_rankings[q["id"]],
@@ -341,11 +393,23 @@ async def quality(
                     reciprocal_rank(ranked, q["relevant"]),
                 )
                 rows[name].append(row)
+                halves[half(q)][name].append(row)
                 for tag in q["tags"]:
                     tags[tag][name].append(row)
+    ndcg = {name: [row[0] for row in values] for name, values in rows.items()}
     return {
         "questions": len(rows["botlyne"]),
         "overall": {name: summary(values) for name, values in rows.items()},
+        "by_half": {
+            part: {"questions": len(by_name["botlyne"])}
+            | {name: summary(values) for name, values in by_name.items()}
+            for part, by_name in sorted(halves.items())
+        },
+        "botlyne_vs_ndcg@10_p_value": {
+            name: paired_p_value(ndcg["botlyne"], values)
+            for name, values in ndcg.items()
+            if name != "botlyne"
+        },
         "ndcg@10_by_tag": {
             tag: {name: summary(values)["ndcg@10"] for name, values in by_name.items()}
             for tag, by_name in sorted(tags.items())
@@ -353,10 +417,44 @@ async def quality(
     }
 
 
+Decision = tuple[str, str, bool, ranking.Evidence]  # organization, half, unanswerable, evidence
+GATE_GRID = [t / 100 for t in range(10, 61, 5)]
+
+
+def gate_counts(items: Sequence[Decision], threshold: float) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives); positive = refused as unanswerable."""
+    flagged = [(u, not e.answerable(threshold)) for _, _, u, e in items]
+    tp = sum(1 for u, f in flagged if u and f)
+    fp = sum(1 for u, f in flagged if f and not u)
+    fn = sum(1 for u, f in flagged if u and not f)
+    return tp, fp, fn
+
+
+def precision_recall(tp: int, fp: int, fn: int) -> dict[str, float]:
+    return {
+        "precision": round(tp / (tp + fp), 3) if tp + fp else 0.0,
+        "recall": round(tp / (tp + fn), 3) if tp + fn else 0.0,
+        "flagged_unanswerable": tp,
+        "flagged_answerable": fp,
+    }
+
+
+def choose_threshold(items: Sequence[Decision]) -> float:
+    """The grid threshold that best meets precision >= 0.8 and recall >= 0.7 on `items`."""
+
+    def objective(threshold: float) -> tuple[float, float]:
+        tp, fp, fn = gate_counts(items, threshold)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        return min(precision / 0.8, recall / 0.7), precision + recall
+
+    return max(GATE_GRID, key=objective)
+
+
 async def gate(
     sessions: async_sessionmaker[AsyncSession], goldens: Sequence[Golden]
 ) -> dict[str, Any]:
-    decided: list[tuple[str, bool, ranking.Evidence]] = []
+    decided: list[Decision] = []
     wrong: dict[str, list[str]] = {"answered_unanswerable": [], "refused_answerable": []}
     for golden in goldens:
         for q in golden.questions:
@@ -366,50 +464,35 @@ async def gate(
                 )
                 retrieved = await search.retrieve(golden.kb, q["question"], 5)
                 evidence = await search.evidence(golden.kb, q["question"], retrieved)
-            decided.append((golden.org, not q["answerable"], evidence))
+            decided.append((golden.org, half(q), not q["answerable"], evidence))
             if evidence.answerable() != q["answerable"]:
                 kind = "refused_answerable" if q["answerable"] else "answered_unanswerable"
                 wrong[kind].append(f"{q['id']} {q['question']}")
 
-    def scores(
-        items: Sequence[tuple[str, bool, ranking.Evidence]], threshold: float
-    ) -> tuple[int, int, int]:
-        flagged = [(u, not e.answerable(threshold)) for _, u, e in items]
-        tp = sum(1 for u, f in flagged if u and f)
-        fp = sum(1 for u, f in flagged if f and not u)
-        fn = sum(1 for u, f in flagged if u and not f)
-        return tp, fp, fn
-
-    def pr(tp: int, fp: int, fn: int) -> dict[str, float]:
-        return {
-            "precision": round(tp / (tp + fp), 3) if tp + fp else 0.0,
-            "recall": round(tp / (tp + fn), 3) if tp + fn else 0.0,
-            "flagged_unanswerable": tp,
-            "flagged_answerable": fp,
-        }
-
-    grid = [t / 100 for t in range(10, 61, 5)]
     cross = [0, 0, 0]
     chosen = {}
     for org in ORGS:
-        train = [item for item in decided if item[0] != org]
+        chosen[org] = choose_threshold([item for item in decided if item[0] != org])
         test = [item for item in decided if item[0] == org]
-
-        def objective(threshold: float, train: Sequence[Any] = train) -> tuple[float, float]:
-            tp, fp, fn = scores(train, threshold)
-            precision = tp / (tp + fp) if tp + fp else 0.0
-            recall = tp / (tp + fn) if tp + fn else 0.0
-            return min(precision / 0.8, recall / 0.7), precision + recall
-
-        chosen[org] = max(grid, key=objective)
-        cross = [a + b for a, b in zip(cross, scores(test, chosen[org]), strict=True)]
+        cross = [a + b for a, b in zip(cross, gate_counts(test, chosen[org]), strict=True)]
+    tuning = [item for item in decided if item[1] == "tuning"]
+    held_out = [item for item in decided if item[1] == "held_out"]
+    split_threshold = choose_threshold(tuning)
     return {
         "questions": len(decided),
-        "unanswerable": sum(1 for _, u, _ in decided if u),
+        "unanswerable": sum(1 for _, _, u, _ in decided if u),
         "threshold": ranking.COVERAGE_THRESHOLD,
-        "in_sample": pr(*scores(decided, ranking.COVERAGE_THRESHOLD)),
-        "leave_one_organization_out": {**pr(*cross), "thresholds": chosen},
-        "by_missing_name_or_code": sum(1 for _, u, e in decided if u and e.missing),
+        "in_sample": precision_recall(*gate_counts(decided, ranking.COVERAGE_THRESHOLD)),
+        "leave_one_organization_out": {**precision_recall(*cross), "thresholds": chosen},
+        "shipped_threshold_by_half": {
+            "tuning": precision_recall(*gate_counts(tuning, ranking.COVERAGE_THRESHOLD)),
+            "held_out": precision_recall(*gate_counts(held_out, ranking.COVERAGE_THRESHOLD)),
+        },
+        "chosen_on_tuning_half_applied_to_held_out": {
+            **precision_recall(*gate_counts(held_out, split_threshold)),
+            "threshold": split_threshold,
+        },
+        "by_missing_name_or_code": sum(1 for _, _, u, e in decided if u and e.missing),
         "mistakes": wrong,
     }
 
@@ -443,15 +526,13 @@ async def budget_agreement(
             search = KnowledgeSearch(session, kb.org_id, GeminiGateway(Settings()))
             retrieved = await search.retrieve(kb, question, 10)
             budgeted = [result.passage.chunk_id for result in retrieved.results]
-            terms = analysis.unique(analysis.terms(question))[: ranking.MAX_QUERY_TERMS]
-            dfs = await search.bases.document_frequencies(kb.id, terms)
-            if not dfs:
+            _, _, scoring, scored_dfs = await search.query_terms(kb, question)
+            if not scoring:
                 continue
-            weights = ranking.question_weights(terms, dfs, kb.chunk_count)
             exhaustive = await ChunkRepository(session, kb.org_id).lexical(
                 kb.id,
-                {t: weights[t] for t in terms if t in dfs},
-                list(dfs),
+                scoring,
+                list(scored_dfs),
                 kb.token_count / kb.chunk_count,
                 pool=kb.chunk_count,
                 budget=kb.chunk_count,

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.core.db import create_sessionmaker
 from app.db.models import Conversation, Integration
 from app.db.models.knowledge import KnowledgeBase
+from app.domain.knowledge import ranking
 from app.domain.knowledge.repository import ChunkRepository
 from app.domain.knowledge.service import KnowledgeSearch
 from app.domain.orgs.service import create_organization
@@ -77,12 +78,26 @@ async def test_search_folds_accents_stems_and_keeps_codes(
     assert (await titles("how much is the np-410"))[0] == "terminals"
     assert await titles("NP-300") == ["terminals"]  # shares "np", but ranks nothing new
     assert await titles("zebra") == []
+    # A typo inside the first letters still finds its word, through the nearest known term.
+    assert await titles("rembolso") == ["reembolsos"]
     bad = await client.get(
         f"/api/v1/knowledge-bases/{kb_id}/search",
         params={"q": "x", "top_k": 51},
         headers=admin_headers,
     )
     assert bad.status_code == 422
+
+
+def test_codes_weigh_more_and_stand_ins_for_unknown_words_less() -> None:
+    dfs = {"e1310": 3, "settle": 3}
+    corrected = ranking.corrections(["setled", "qwxzv"], dfs)
+    weights = ranking.scoring_weights({"e1310": 3}, corrected, dfs, chunks=100)
+
+    assert corrected == {"setled": "settle"}
+    assert "setled" in ranking.near_misses("settled")
+    assert weights["e1310"] == ranking.CODE_WEIGHT * ranking.idf(3, 100)
+    assert weights["settle"] == ranking.TYPO_WEIGHT * ranking.idf(3, 100)
+    assert ranking.near_misses("card") == set()  # too short to guess at
 
 
 async def test_organizations_never_see_each_others_knowledge(

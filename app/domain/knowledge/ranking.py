@@ -32,6 +32,19 @@ QUICK_TERMS = 8
 # More distinct terms than this in a question adds cost, not precision.
 MAX_QUERY_TERMS = 32
 
+# Ranking weighs a question's terms by their idf, with two adjustments (measured on both halves
+# of the golden set, docs/benchmarks.md):
+# - a product or error code (E1310, NP-410) is what the question is about: its idf counts
+#   CODE_WEIGHT times, so a chunk naming the code is not outranked by one sharing a rare
+#   everyday word ("mean", "battery") with the question;
+# - a term the knowledge base has never seen may be a typo or a cognate of one it has
+#   ("verifcation", "produto" for "product"): the most frequent known term one edit away (for
+#   terms of TYPO_MIN_LENGTH letters or more) joins the query at TYPO_WEIGHT of its idf. The
+#   answerability gate ignores these stand-ins: an unknown word still counts as unknown.
+CODE_WEIGHT = 1.5
+TYPO_WEIGHT = 0.3
+TYPO_MIN_LENGTH = 5
+
 # Reciprocal-rank fusion: score = sum of weight / (RRF_K + rank) over the methods.
 RRF_K = 60
 LEXICAL_WEIGHT = 1.0
@@ -47,6 +60,8 @@ COVERAGE_THRESHOLD = 0.25
 
 K = TypeVar("K", bound=Hashable)
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
 _WORD = re.compile(r"\w[\w-]*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -54,6 +69,44 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 def idf(df: int, chunks: int) -> float:
     """BM25's idf in Lucene's form, never negative."""
     return math.log(1 + (chunks - df + 0.5) / (df + 0.5))
+
+
+def near_misses(term: str) -> set[str]:
+    """Terms one deletion, transposition, substitution or insertion away from `term` (a word
+    of at least TYPO_MIN_LENGTH letters, else none), cut to the analyser's prefix length."""
+    if len(term) < TYPO_MIN_LENGTH or not term.isalpha():
+        return set()
+    splits = [(term[:i], term[i:]) for i in range(len(term) + 1)]
+    edits = {left + right[1:] for left, right in splits if right}
+    edits |= {left + right[1] + right[0] + right[2:] for left, right in splits if len(right) > 1}
+    edits |= {left + letter + right[1:] for left, right in splits if right for letter in _LETTERS}
+    edits |= {left + letter + right for left, right in splits for letter in _LETTERS}
+    return {edit[: analysis.PREFIX_LENGTH] for edit in edits} - {term}
+
+
+def corrections(unknown: Sequence[str], dfs: Mapping[str, int]) -> dict[str, str]:
+    """Each unknown term's most frequent near miss among the known terms `dfs` (term → df)."""
+    found = {}
+    for term in unknown:
+        known = [miss for miss in near_misses(term) if dfs.get(miss, 0) > 0]
+        if known:
+            found[term] = max(sorted(known), key=dfs.__getitem__)
+    return found
+
+
+def scoring_weights(
+    dfs: Mapping[str, int], corrected: Mapping[str, str], all_dfs: Mapping[str, int], chunks: int
+) -> dict[str, float]:
+    """What ranking weighs each term by: the question's known terms (`dfs`) at their idf, codes
+    at CODE_WEIGHT times it, and the stand-ins of unknown terms (`corrected`, their df in
+    `all_dfs`) at TYPO_WEIGHT times theirs."""
+    weights = {
+        term: idf(df, chunks) * (CODE_WEIGHT if analysis.is_code(term) else 1.0)
+        for term, df in dfs.items()
+    }
+    for stand_in in corrected.values():
+        weights.setdefault(stand_in, TYPO_WEIGHT * idf(all_dfs[stand_in], chunks))
+    return weights
 
 
 def candidate_terms(dfs: Mapping[str, int], budget: int | None = None) -> list[str]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, TextClause, delete, exists, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, Text, TextClause, any_, bindparam, delete, exists, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from app.db.models import Conversation
 from app.db.models.knowledge import Document, DocumentChunk, KnowledgeBase, KnowledgeBaseTerm
@@ -148,10 +148,12 @@ class KnowledgeBaseRepository(OrgScopedRepository[KnowledgeBase]):
 
     async def document_frequencies(self, kb_id: uuid.UUID, terms: Sequence[str]) -> dict[str, int]:
         """df of each of `terms` that occurs in the knowledge base (the caller owns `kb_id`)."""
+        # One array parameter: a typo's near misses are hundreds of terms.
+        wanted = bindparam("terms", list(terms), type_=ARRAY(Text))
         rows = await self.session.execute(
             select(KnowledgeBaseTerm.term, KnowledgeBaseTerm.df).where(
                 KnowledgeBaseTerm.knowledge_base_id == kb_id,
-                KnowledgeBaseTerm.term.in_(terms),
+                KnowledgeBaseTerm.term == any_(wanted),
             )
         )
         return {term: df for term, df in rows}
@@ -280,7 +282,7 @@ class ChunkRepository(OrgScopedRepository[DocumentChunk]):
         budget: int | None = None,
     ) -> list[LexicalHit]:
         """Chunks matching any of `candidates`, best BM25 first, scored over every term of
-        `weights` (term → idf)."""
+        `weights` (term → its weight, see `ranking.scoring_weights`)."""
         terms = list(weights)
         # The quick score only chooses the pool; the rarest terms decide it, and each term it
         # checks costs a test per candidate.

@@ -196,16 +196,32 @@ class KnowledgeSearch:
     async def search(self, kb_id: uuid.UUID, question: str, top_k: int) -> Retrieved:
         return await self.retrieve(await knowledge_base_of(self.bases, kb_id), question, top_k)
 
-    async def retrieve(self, kb: KnowledgeBase, question: str, top_k: int) -> Retrieved:
+    async def query_terms(
+        self, kb: KnowledgeBase, question: str
+    ) -> tuple[list[str], dict[str, int], dict[str, float], dict[str, int]]:
+        """The question's terms, the df of those the knowledge base knows, the weights ranking
+        scores with (see `ranking.scoring_weights`) and the df of every term scored."""
         terms = analysis.unique(analysis.terms(question))[: ranking.MAX_QUERY_TERMS]
         dfs = await self.bases.document_frequencies(kb.id, terms) if terms else {}
+        unknown = [term for term in terms if term not in dfs]
+        misses = {miss for term in unknown for miss in ranking.near_misses(term)} - set(terms)
+        all_dfs = dict(dfs)
+        if misses:
+            all_dfs |= await self.bases.document_frequencies(kb.id, sorted(misses))
+        scoring = ranking.scoring_weights(
+            dfs, ranking.corrections(unknown, all_dfs), all_dfs, kb.chunk_count
+        )
+        return terms, dfs, scoring, {term: all_dfs[term] for term in scoring}
+
+    async def retrieve(self, kb: KnowledgeBase, question: str, top_k: int) -> Retrieved:
+        terms, dfs, scoring, scored_dfs = await self.query_terms(kb, question)
         weights = ranking.question_weights(terms, dfs, kb.chunk_count)
         hits: list[LexicalHit] = []
-        if dfs:
+        if scoring:
             hits = await self.chunks.lexical(
                 kb.id,
-                {term: weights[term] for term in terms if term in dfs},
-                ranking.candidate_terms(dfs),
+                scoring,
+                ranking.candidate_terms(scored_dfs),
                 kb.token_count / kb.chunk_count,
             )
         dense = await self._dense_scores(question, hits)
