@@ -130,6 +130,34 @@ async def test_an_agent_held_elsewhere_is_left_out_without_waiting(
     assert [held[c] for c in conversations] == [free_agent["id"]] * 4
 
 
+async def test_an_entry_held_elsewhere_is_left_out_without_waiting(
+    peer_client: Client,
+    admin_headers: dict[str, str],
+    new_conversation: NewConversation,
+    new_agent: NewAgent,
+    clean_db: AsyncEngine,
+) -> None:
+    agent = await new_agent(status="offline", max_concurrent_conversations=1)
+    first, second = await new_conversation(), await new_conversation()
+    held_entry = await queue(peer_client, admin_headers, first, priority="urgent")
+    await queue(peer_client, admin_headers, second, priority="low")
+    org_id = await all_online(clean_db)
+
+    async with clean_db.connect() as other:
+        # Another transaction holds the first entry (an escalation of it in progress, say).
+        transaction = await other.begin()
+        await other.execute(
+            text("SELECT 1 FROM agent_queue WHERE id = :id FOR UPDATE"), {"id": held_entry["id"]}
+        )
+        async with create_sessionmaker(clean_db).begin() as session:
+            # Planned to the agent first, then planned again without the held entry.
+            assert await dispatch(session, org_id, datetime.now(UTC)) == 1
+        await transaction.rollback()
+
+    held = await holders(clean_db)
+    assert held == {first: None, second: agent["id"]}
+
+
 async def test_queueing_with_an_agent_free_answers_with_the_assignment(
     peer_client: Client,
     admin_headers: dict[str, str],

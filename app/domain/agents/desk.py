@@ -139,19 +139,22 @@ async def dispatch(
     session: AsyncSession, org_id: uuid.UUID, now: datetime, limit: int = DISPATCH_BATCH
 ) -> int:
     """Hand up to `limit` waiting conversations, best first, to eligible agents; returns how
-    many. Each batch is one statement (`Routing.dispatch_batch`); agents another transaction
-    holds right now are left out of the next batch, so their share goes to the others."""
+    many. Each batch is one statement (`Routing.dispatch_batch`); agents and queue entries
+    another transaction holds right now are left out of the next batch, so their share goes to
+    the others, and no assigner ever waits for another."""
     await session.flush()
     routing = Routing(session, org_id, now)
     assigned: list[tuple[uuid.UUID, Taken]] = []
     cancelled: list[uuid.UUID] = []
     busy: list[uuid.UUID] = []
+    held: list[uuid.UUID] = []
     while len(assigned) < limit:
-        batch = await routing.dispatch_batch(limit - len(assigned), busy)
+        batch = await routing.dispatch_batch(limit - len(assigned), busy, held)
         assigned += batch.assigned
         cancelled += batch.cancelled
         busy += batch.busy
-        if not (batch.assigned or batch.cancelled or batch.busy):
+        held += batch.held
+        if not (batch.assigned or batch.cancelled or batch.busy or batch.held):
             break
     for conversation_id, taken in assigned:
         publish_after_commit(

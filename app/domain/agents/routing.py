@@ -93,16 +93,20 @@ RETURNING id, agent_id
 """
 )
 
-# One batch of `dispatch` in one statement. `agents`: who can take work now (read, not locked).
-# `entries`: the next waiting entries, best first, that one of them can take, each locked with
-# its conversation (SKIP LOCKED: an entry another transaction holds is its business). `plan`:
-# entry by entry in queue order, the eligible agent least loaded then idle longest, counting
-# the batch's own assignments (`added`, per agent in `agents` order). `locked`: the planned
-# agents, locked with SKIP LOCKED and checked again on their latest version; an agent another
-# transaction holds is reported `busy` (the caller plans again without it). `taken` moves the
-# counters only while they stay within capacity; the assignments, the queue entries and the
-# conversations follow the agents actually taken. Entries whose conversation is no longer
-# waiting for an agent are cancelled.
+# One batch of `dispatch` in one statement, read from the snapshot first, then locked:
+# - `agents`: who can take work now, but for the `busy` ones (read, not locked);
+# - `entries`: the next waiting entries, best first, that one of them can take (not `held`);
+# - `plan`: entry by entry in queue order, the eligible agent least loaded then idle longest,
+#   counting the batch's own assignments (`added`, per agent in `agents` order);
+# - `locked`: the planned agents, locked and checked again on their latest version; then
+#   `claimed`: the entries of locked agents (and those to cancel), locked with their
+#   conversations. Agents before entries: an assigner that cannot have the agents it planned
+#   holds no entry another could serve meanwhile. All with SKIP LOCKED: nothing ever waits;
+#   an agent held elsewhere comes back `busy`, an entry held elsewhere `held`, and the caller
+#   plans again without them.
+# - `taken` moves the agents' counters only while they stay within capacity; the assignments,
+#   queue entries and conversations follow the agents actually taken. Entries whose
+#   conversation no longer waits for an agent are cancelled.
 _DISPATCH = text(
     f"""
 WITH RECURSIVE agents AS MATERIALIZED (
@@ -111,37 +115,37 @@ WITH RECURSIVE agents AS MATERIALIZED (
     FROM support_agents a
     WHERE a.org_id = :org_id AND NOT (a.id = ANY (CAST(:busy AS uuid[]))) AND {_AVAILABLE}
 ), entries AS MATERIALIZED (
-    SELECT q.id, q.conversation_id, q.required_skills, q.tried_agent_ids, q.priority,
-           q.enqueued_at, c.status IN ('queued', 'bot') AS open
-    FROM agent_queue q
+    SELECT q.id, q.conversation_id, q.required_skills, q.tried_agent_ids,
+           c.status IN ('queued', 'bot') AS open,
+           row_number() OVER (ORDER BY q.priority DESC, q.enqueued_at, q.id)::int AS n
+    FROM (
+        SELECT q.* FROM agent_queue q
+        WHERE q.org_id = :org_id AND q.status = 'waiting'
+          AND NOT (q.id = ANY (CAST(:held AS uuid[])))
+          AND EXISTS (SELECT 1 FROM agents)
+          -- Only entries someone can take now: those nobody can take must not hide the ones
+          -- behind them.
+          AND (
+              SELECT true FROM agents a
+              WHERE {_serves("a", "q.required_skills", "q.tried_agent_ids")}
+              LIMIT 1
+          )
+        ORDER BY q.priority DESC, q.enqueued_at, q.id
+        LIMIT :limit
+    ) AS q
     JOIN conversations c ON c.id = q.conversation_id
-    WHERE q.org_id = :org_id AND q.status = 'waiting'
-      AND EXISTS (SELECT 1 FROM agents)
-      -- Only entries someone can take now: those nobody can take must not hide the ones behind.
-      AND (
-          SELECT true FROM agents a
-          WHERE {_serves("a", "q.required_skills", "q.tried_agent_ids")}
-          LIMIT 1
-      )
-    ORDER BY q.priority DESC, q.enqueued_at, q.id
-    LIMIT :limit
-    FOR UPDATE OF q, c SKIP LOCKED
-), queue AS (
-    SELECT e.*, row_number() OVER (ORDER BY e.priority DESC, e.enqueued_at, e.id)::int AS n
-    FROM entries e
-), plan (n, entry_id, conversation_id, required_skills, tried_agent_ids, k, added) AS (
-    SELECT 0, NULL::uuid, NULL::uuid, NULL::text[], NULL::uuid[], NULL::int,
-           array_fill(0, ARRAY[(SELECT count(*) FROM agents)::int])
+), plan (n, entry_id, k, added) AS (
+    SELECT 0, NULL::uuid, NULL::int, array_fill(0, ARRAY[(SELECT count(*) FROM agents)::int])
     UNION ALL
-    SELECT q.n, q.id, q.conversation_id, q.required_skills, q.tried_agent_ids, pick.k,
+    SELECT e.n, e.id, pick.k,
            CASE WHEN pick.k IS NULL THEN p.added
                 ELSE p.added[1 : pick.k - 1] || (p.added[pick.k] + 1) || p.added[pick.k + 1 :]
            END
     FROM plan p
-    JOIN queue q ON q.n = p.n + 1
+    JOIN entries e ON e.n = p.n + 1
     LEFT JOIN LATERAL (
         SELECT a.k FROM agents a
-        WHERE q.open AND {_serves("a", "q.required_skills", "q.tried_agent_ids")}
+        WHERE e.open AND {_serves("a", "e.required_skills", "e.tried_agent_ids")}
           AND a.load + p.added[a.k] < a.capacity
         ORDER BY a.load + p.added[a.k],
                  CASE WHEN p.added[a.k] > 0 THEN CAST(:now AS timestamptz) ELSE a.last END
@@ -150,17 +154,31 @@ WITH RECURSIVE agents AS MATERIALIZED (
         LIMIT 1
     ) AS pick ON true
 ), chosen AS (
-    SELECT p.n, p.conversation_id, p.required_skills, p.tried_agent_ids, a.id AS agent_id
-    FROM plan p JOIN agents a ON a.k = p.k
+    SELECT p.entry_id, a.id AS agent_id FROM plan p JOIN agents a ON a.k = p.k
 ), locked AS (
     SELECT a.id, a.skills FROM support_agents a
     WHERE a.id IN (SELECT agent_id FROM chosen) AND {_AVAILABLE}
     ORDER BY a.id
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    SELECT q.id, q.conversation_id, c.status IN ('queued', 'bot') AS open
+    FROM agent_queue q
+    JOIN conversations c ON c.id = q.conversation_id
+    WHERE q.status = 'waiting'
+      AND q.id IN (
+          SELECT entry_id FROM chosen WHERE agent_id IN (SELECT id FROM locked)
+          UNION ALL
+          SELECT id FROM entries WHERE NOT open
+      )
+    ORDER BY q.id
+    FOR UPDATE OF q, c SKIP LOCKED
 ), granted AS (
-    SELECT c.n, c.conversation_id, c.agent_id
-    FROM chosen c JOIN locked l ON l.id = c.agent_id
-    WHERE {_serves("l", "c.required_skills", "c.tried_agent_ids")}
+    SELECT e.n, e.id AS entry_id, e.conversation_id, l.id AS agent_id
+    FROM chosen ch
+    JOIN locked l ON l.id = ch.agent_id
+    JOIN claimed cl ON cl.id = ch.entry_id AND cl.open
+    JOIN entries e ON e.id = ch.entry_id
+    WHERE {_serves("l", "e.required_skills", "e.tried_agent_ids")}
 ), taken AS (
     UPDATE support_agents a
     SET active_count = a.active_count + g.extra, last_assigned_at = CAST(:now AS timestamptz)
@@ -177,8 +195,8 @@ WITH RECURSIVE agents AS MATERIALIZED (
     UPDATE agent_queue q
     SET status = CASE WHEN i.id IS NULL THEN 'cancelled' ELSE 'assigned' END,
         dequeued_at = CAST(:now AS timestamptz)
-    FROM entries e LEFT JOIN inserted i ON i.conversation_id = e.conversation_id
-    WHERE q.id = e.id AND (i.id IS NOT NULL OR NOT e.open)
+    FROM claimed cl LEFT JOIN inserted i ON i.conversation_id = cl.conversation_id
+    WHERE q.id = cl.id AND (i.id IS NOT NULL OR NOT cl.open)
     RETURNING q.id, q.status
 ), moved AS (
     UPDATE conversations c
@@ -190,9 +208,15 @@ SELECT 'assigned' AS outcome, i.id, i.conversation_id, i.agent_id FROM inserted 
 UNION ALL
 SELECT 'cancelled', d.id, NULL, NULL FROM dequeued d WHERE d.status = 'cancelled'
 UNION ALL
-SELECT 'busy', NULL, NULL, c.agent_id FROM chosen c
-WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.id = c.agent_id)
-GROUP BY c.agent_id
+SELECT 'held', ch.entry_id, NULL, NULL FROM chosen ch
+WHERE ch.agent_id IN (SELECT id FROM locked)
+  AND NOT EXISTS (SELECT 1 FROM claimed cl WHERE cl.id = ch.entry_id)
+UNION ALL
+SELECT 'busy', NULL, NULL, ch.agent_id FROM chosen ch
+WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = ch.agent_id)
+   OR EXISTS (SELECT 1 FROM granted g WHERE g.agent_id = ch.agent_id)
+      AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.id = ch.agent_id)
+GROUP BY ch.agent_id
 """
 )
 
@@ -253,11 +277,13 @@ class Taken:
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What one dispatch statement did: conversations handed out, queue entries cancelled
-    (their conversation no longer waits for an agent), agents held by another transaction."""
+    (their conversation no longer waits for an agent), agents and queue entries another
+    transaction holds."""
 
     assigned: list[tuple[uuid.UUID, Taken]]
     cancelled: list[uuid.UUID]
     busy: list[uuid.UUID]
+    held: list[uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,17 +338,23 @@ class Routing:
         ).first()
         return Taken(row.id, row.agent_id) if row else None
 
-    async def dispatch_batch(self, limit: int, busy: list[uuid.UUID]) -> Batch:
-        """Hand up to `limit` waiting entries, best first, to eligible agents not in `busy`."""
+    async def dispatch_batch(
+        self, limit: int, busy: list[uuid.UUID], held: list[uuid.UUID]
+    ) -> Batch:
+        """Hand up to `limit` waiting entries but the `held` ones, best first, to eligible
+        agents but the `busy` ones."""
         rows = await self.session.execute(
-            _DISPATCH, {"org_id": self.org_id, "limit": limit, "busy": busy, "now": self.now}
+            _DISPATCH,
+            {"org_id": self.org_id, "limit": limit, "busy": busy, "held": held, "now": self.now},
         )
-        batch = Batch(assigned=[], cancelled=[], busy=[])
+        batch = Batch(assigned=[], cancelled=[], busy=[], held=[])
         for outcome, id_, conversation_id, agent_id in rows:
             if outcome == "assigned":
                 batch.assigned.append((conversation_id, Taken(id_, agent_id)))
             elif outcome == "cancelled":
                 batch.cancelled.append(id_)
+            elif outcome == "held":
+                batch.held.append(id_)
             else:
                 batch.busy.append(agent_id)
         return batch
