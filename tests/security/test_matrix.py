@@ -6,6 +6,8 @@
 - An agent key on the admin operations: 403, and its organization's rows unchanged.
 - No key, a wrong key, another scheme: 401 on every operation the document secures; the signed
   webhook refuses an unsigned delivery; the probes stay open.
+- The console's routes (outside the document, read from the router) signed in as another
+  organization's agent, with an admin key, a made-up key or no cookie: nothing of the target.
 
 The operations come from the served OpenAPI document, and each must be classified below, so a
 new endpoint fails here until someone decides who may call it.
@@ -44,6 +46,13 @@ from tests.security.world import (
 
 OBSERVABILITY_TOKEN = "matrix-observability-token-51d3a7"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+COOKIE = "botlyne_console"
+CONSOLE_OPEN = ("/console/static", "/console/sign-in", "/console/sign-out")
+CONSOLE_FORMS = {
+    "/console/status": {"status": "away"},
+    "/console/conversations/{id}/reply": {"message": "hello"},
+    "/console/conversations/{id}/transfer": {"to": "queue"},
+}
 UNSIGNED = {"message": {"body": "hello"}, "sender": {"id": "someone"}}
 QUERY = {("GET", "/api/v1/knowledge-bases/{kb_id}/search"): {"q": "refunds"}}
 
@@ -155,6 +164,50 @@ async def test_an_agent_key_is_refused_every_admin_operation(
         status, text, _ = await call(live.http, operation, world, world.agent)
         assert status == 403, (str(operation), status, text)
     assert await snapshot(engine) == before
+
+
+def console_routes(app: Litestar) -> list[tuple[str, str]]:
+    """The console's own routes (cookie-authenticated, outside the document), from the router."""
+    found = []
+    for route in app.routes:
+        if not route.path.startswith("/console") or route.path.startswith(CONSOLE_OPEN):
+            continue
+        for method in sorted(set(getattr(route, "methods", ())) - {"OPTIONS", "HEAD"}):
+            found.append((method, route.path.replace("{conversation_id:uuid}", "{id}")))
+    return found
+
+
+async def test_the_console_gives_nothing_to_another_organization_or_a_stranger(
+    live: Live, app: Litestar, engine: AsyncEngine
+) -> None:
+    """The console's pages and forms, signed in as another organization's agent, as an admin key
+    (the console is for agents), with a made-up cookie, and with none: nothing of the target in
+    any answer, its conversations not found, none of its rows changed."""
+    victim = await build_world(live.http, "victimorg", ADMIN)
+    async with create_sessionmaker(engine).begin() as session:
+        _, intruder_key = await create_organization(session, "intruder")
+    register(intruder_key)
+    intruder = await build_world(live.http, "intruder", {"Authorization": f"Bearer {intruder_key}"})
+    agent_key = intruder.agent["Authorization"].removeprefix("Bearer ")
+    ids = {marker for marker in victim.markers if len(marker) == 36}
+    before = touching(await snapshot(engine), ids)
+    routes = console_routes(app)
+    assert len(routes) == 11
+    cookies = [agent_key, ADMIN_KEY, f"bl_{secrets.token_urlsafe(32)}", None]
+    for method, template in routes:
+        path = template.replace("{id}", victim.conversation_id)
+        form = CONSOLE_FORMS.get(template, {})
+        for cookie in cookies:
+            headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+            response = await live.http.request(method, path, data=form or None, headers=headers)
+            assert response.status_code < 500, (method, template, response.text)
+            leaked = {m for m in victim.markers if m in response.text}
+            assert not leaked, (method, template, leaked)
+            if cookie == agent_key and "{id}" in template:
+                assert response.status_code == 404, (method, template, response.status_code)
+            elif cookie != agent_key:
+                assert response.status_code in (303, 401), (method, template, cookie)
+    assert touching(await snapshot(engine), ids) == before
 
 
 async def test_secrets_are_shown_once_even_to_their_owner(live: Live) -> None:
