@@ -101,6 +101,10 @@ async def test_the_document_states_what_the_api_enforces(
     # The event stream is an event stream.
     stream = paths["/api/v1/events/stream"]["get"]["responses"]["200"]
     assert list(stream["content"]) == ["text/event-stream"]
+    # The observability token is optional: without OBSERVABILITY_TOKEN these answer anyone.
+    for path in ("/health/detailed", "/metrics", "/metrics/summary"):
+        assert paths[path]["get"]["security"] == [{"ObservabilityToken": []}, {}]
+        assert (await client.get(path)).status_code in (200, 503)
     # No generated (random) example: another start serves the same document.
     again = create_app(settings).openapi_schema.to_schema()
     assert msgspec.json.decode(msgspec.json.encode(again)) == document

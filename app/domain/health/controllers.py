@@ -28,7 +28,8 @@ from app.domain.health.repository import schema_revision
 
 READY_TIMEOUT_SECONDS = 2.0
 OK = {"status": "ok"}
-OBSERVABILITY_SECURITY: list[dict[str, list[str]]] = [{"ObservabilityToken": []}]
+# Optional (the empty requirement): the token guards these only when OBSERVABILITY_TOKEN is set.
+OBSERVABILITY_SECURITY: list[dict[str, list[str]]] = [{"ObservabilityToken": []}, {}]
 TOKEN_REFUSED = {
     401: ResponseSpec(
         data_container=ErrorBody,
