@@ -316,6 +316,12 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query (a round trip per checkout): the webhook's
+    statements leave no session state behind (no SET, LISTEN, advisory lock or cursor), and an
+    open transaction is still rolled back by asyncpg before this is called."""
+
+
 async def create_pool(connect: Mapping[str, Any], size: int) -> asyncpg.Pool:
     """The webhook's own asyncpg pool (`connect`: the engine's connection arguments).
 
@@ -329,6 +335,7 @@ async def create_pool(connect: Mapping[str, Any], size: int) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         init=_init_connection,
+        reset=_keep_session,
         timeout=5,
         command_timeout=30,
         server_settings={"application_name": "botlyne-webhook"},
