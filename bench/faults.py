@@ -2,7 +2,7 @@
 long recovery took.
 
 `python -m bench.faults [--faults redis,postgres,gemini,evolution,worker] [--before 20]
-    [--outage 15] [--after 60] [--rates webhook=40,...]`
+    [--outage 15] [--after 60] [--rates webhook=15,...]`
 
 Each fault gets a stack of its own, built as `bench.mixed_load` builds it (`botlyne serve` +
 `botlyne worker`, the stubs, a fresh database), except that both processes reach Redis and
@@ -60,8 +60,7 @@ class Backlog(threading.Thread):
     def __init__(self, database_url: str) -> None:
         super().__init__(daemon=True)
         self.database_url = database_url
-        self.samples: list[tuple[float, int]] = []
-        self.started = time.monotonic()
+        self.samples: list[tuple[float, int]] = []  # (wall time, jobs)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -73,7 +72,7 @@ class Backlog(threading.Thread):
                 )
             except OSError:
                 continue
-            self.samples.append((time.monotonic() - self.started, int(rows[0][0])))
+            self.samples.append((time.time(), int(rows[0][0])))
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -164,19 +163,21 @@ def run_fault(fault: str, args: argparse.Namespace, rates: dict[str, float]) -> 
             traffic_process = TrafficProcess(plan, duration, rates, built.workdir)
             try:
                 time.sleep(max(0.0, args.before - traffic_process.elapsed()))
-                started = traffic_process.elapsed()
+                fault_wall = time.time()
                 heal = inject(fault, built, proxies)
                 time.sleep(max(0.0, args.before + args.outage - traffic_process.elapsed()))
                 heal()
-                ended = traffic_process.elapsed()
+                healed_wall = time.time()
                 traffic = traffic_process.wait()
             finally:
                 traffic_process.stop()
             harness.progress(f"{fault}: waiting for the worker to drain its jobs")
             drained_after = wait_drained(built.database_url)
             backlog.stop()
-            offset = backlog.started - traffic_process.started
-            samples = [(moment + offset, count) for moment, count in backlog.samples]
+            # Seconds since the traffic process started sending, as its per-second counts are.
+            zero = traffic["started_wall"]
+            started, ended = fault_wall - zero, healed_wall - zero
+            samples = [(moment - zero, count) for moment, count in backlog.samples]
             data = check_data(built, traffic["accepted_message_ids"])
             logs = {"server": log_levels(built.server), "worker": log_levels(built.worker)}
             alive = {
@@ -193,6 +194,11 @@ def run_fault(fault: str, args: argparse.Namespace, rates: dict[str, float]) -> 
         "fault_window_s": [round(started, 1), round(ended, 1)],
         "users_saw": phases(per_second, started, ended),
         "users_recovered_after_s": users_recovered(per_second, ended),
+        "failed_answers_per_second": {
+            second: sum(count for key, count in counts.items() if failed(key))
+            for second, counts in per_second.items()
+            if any(map(failed, counts))
+        },
         "backlog_max": max((count for _, count in samples), default=0),
         "backlog_recovered_after_s": backlog_recovered(samples, started, ended),
         "drained_after_traffic_s": drained_after,
@@ -209,7 +215,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--before", type=float, default=20.0)
     parser.add_argument("--outage", type=float, default=15.0)
     parser.add_argument("--after", type=float, default=60.0)
-    parser.add_argument("--rates", help="per kind requests/s, as for bench.mixed_load")
+    parser.add_argument(
+        "--rates",
+        default="webhook=15",
+        help="per kind requests/s, as for bench.mixed_load (webhooks at 15/s by default, which "
+        "the worker keeps up with, so the backlog shows the fault alone)",
+    )
     parser.add_argument("--admin-database-url", default=harness.DEFAULT_ADMIN_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     return parser.parse_args(argv)

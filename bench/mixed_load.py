@@ -318,6 +318,7 @@ class Recorder:
     """What the traffic process saw: per kind statuses and latencies, per second the classes."""
 
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     per_second: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -342,6 +343,7 @@ class Recorder:
                 "latency_ms": percentiles(latencies),
             }
         return {
+            "started_wall": self.started_wall,
             "duration_s": round(elapsed, 1),
             "kinds": kinds,
             "per_second": {str(k): dict(v) for k, v in sorted(self.per_second.items())},
@@ -730,7 +732,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "mixed_load",
         "machine": info,
         "rates": rates,
-        "traffic": {key: value for key, value in traffic.items() if key != "per_second"},
+        "traffic": {
+            key: value
+            for key, value in traffic.items()
+            if key not in ("per_second", "started_wall")
+        },
         "drained_after_s": drained_after,
         "data": data,
         "rss": rss,
