@@ -406,6 +406,39 @@ async def test_resolved_conversation_reopens_on_new_message(
     assert tuple(row) == ("bot", None, 2)
 
 
+async def test_messages_in_one_conversation_keep_it_current(
+    peer_client: Client, admin_headers: dict[str, str], clean_db: AsyncEngine
+) -> None:
+    """Messages that change nothing in their conversation leave no change in its trail, one with
+    a new name changes it, and every message is stored with its job, in one conversation."""
+    integration = await create_integration(peer_client, admin_headers)
+    sends = [("a", "Ana"), ("b", None), ("c", "Ana"), ("d", "Ana Lima")]
+    for message_id, name in sends:
+        sender = {"id": "user-1", **({"name": name} if name else {})}
+        payload = {"message": {"body": message_id}, "sender": sender, "message_id": message_id}
+        body, headers = signed(integration["secret"], payload)
+        response = await peer_client.post(hook(integration), content=body, headers=headers)
+        assert response.status_code == 202
+    async with clean_db.connect() as connection:
+        conversation = (
+            await connection.execute(
+                text("SELECT id, contact_name, status, message_count FROM conversations")
+            )
+        ).one()
+        updates = (
+            await connection.execute(
+                text(
+                    "SELECT count(*) FROM audit_logs "
+                    "WHERE table_name = 'conversations' AND operation = 'UPDATE'"
+                )
+            )
+        ).scalar()
+        jobs = (await connection.execute(text("SELECT count(*) FROM jobs"))).scalar()
+    assert tuple(conversation)[1:] == ("Ana Lima", "bot", 4)
+    assert updates == 1  # the new name only
+    assert jobs == 4
+
+
 def test_signing_helper_matches_contract() -> None:
     headers = sign_hmac("s" * 20, b"{}", 1_700_000_000)
     assert headers["X-Timestamp"] == "1700000000"

@@ -162,6 +162,11 @@ _RECORD = _Statement(
 # One round trip: claim the delivery key (the partial unique index makes a concurrent copy wait
 # and then do nothing), find or create the conversation (reopening a resolved one), store the
 # message and queue the bot's turn. Nothing after the event insert runs when the key was taken.
+# A conversation this message changes nothing in (open, same name, channel already holding the
+# values) is only locked, as the upsert's update would have locked it, instead of being written
+# again: row versions, index entries and the audit trigger's check are most of an upsert's cost.
+# A conversation the statement's snapshot does not see yet (created concurrently) or one that
+# was resolved meanwhile (the lock re-reads the row) takes the upsert.
 _ACCEPT_MESSAGE = _Statement(
     """
 WITH event AS (
@@ -171,12 +176,20 @@ WITH event AS (
             :latency_ms, :delivery_key, :event_type, :message_id)
     ON CONFLICT (integration_id, delivery_key) WHERE outcome = 'accepted' DO NOTHING
     RETURNING id
-), conversation AS (
+), unchanged AS (
+    SELECT c.id, c.assigned_agent_id FROM conversations c, event
+    WHERE c.integration_id = :integration_id AND c.thread_key = :thread_key
+      AND c.status <> 'resolved'
+      AND (CAST(:contact_name AS text) IS NULL OR c.contact_name = :contact_name)
+      AND c.channel || CAST(:channel AS jsonb) = c.channel
+    FOR NO KEY UPDATE OF c
+), upserted AS (
     INSERT INTO conversations (org_id, integration_id, thread_key, contact_external_id,
                                contact_name, channel)
     SELECT :org_id, :integration_id, :thread_key, :contact_id, :contact_name,
            CAST(:channel AS jsonb)
     FROM event
+    WHERE NOT EXISTS (SELECT 1 FROM unchanged)
     ON CONFLICT (integration_id, thread_key) DO UPDATE
     SET contact_name = coalesce(excluded.contact_name, conversations.contact_name),
         channel = conversations.channel || excluded.channel,
@@ -187,6 +200,10 @@ WITH event AS (
         resolution_reason = CASE WHEN conversations.status = 'resolved' THEN NULL
                                  ELSE conversations.resolution_reason END
     RETURNING id, assigned_agent_id
+), conversation AS (
+    SELECT id, assigned_agent_id FROM unchanged
+    UNION ALL
+    SELECT id, assigned_agent_id FROM upserted
 ), message AS (
     INSERT INTO messages (id, org_id, conversation_id, role, content, external_id)
     SELECT :message_id, :org_id, conversation.id, 'user', :text, :external_id FROM conversation
