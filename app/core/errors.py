@@ -57,6 +57,20 @@ def sqlstate_of(exc: DBAPIError) -> str | None:
     return code if isinstance(code, str) else None
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Connection-level trouble (the database is away), as opposed to a statement it refused."""
+    if isinstance(exc, OSError):  # refused or reset while connecting
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = sqlstate_of(exc)
+    return (
+        isinstance(exc, OperationalError | InterfaceError)
+        or exc.connection_invalidated
+        or (code is not None and code.startswith(UNAVAILABLE_CLASSES))
+    )
+
+
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         {"status_code": status, "detail": detail},
@@ -82,11 +96,7 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
         return _error(status, detail, headers)
     if code is not None and code.startswith(DATA_EXCEPTION_CLASS):
         return _error(HTTP_422_UNPROCESSABLE_ENTITY, "A value cannot be stored as given")
-    if (
-        isinstance(exc, OperationalError | InterfaceError)
-        or exc.connection_invalidated
-        or (code is not None and code.startswith(UNAVAILABLE_CLASSES))
-    ):
+    if database_unavailable(exc):
         logger.warning("database unavailable: {}", type(exc.orig).__name__)
         return unavailable()
     return internal_error_handler(request, exc)

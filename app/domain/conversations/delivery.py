@@ -7,11 +7,15 @@ the job wait without spending an attempt; a refusal by the receiver (4xx) fails 
 message's `delivery_status` always says where it stands.
 
 A message can be sent twice only when a worker dies after the channel accepted it and before the
-result was recorded (the lease then lapses and another worker sends again).
+result was recorded (the lease then lapses and another worker sends again). A database outage at
+that moment does not do it: the result is recorded as soon as the database is back, for as long
+as the job's lease leaves room (`RECORD_PATIENCE_SECONDS`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +23,7 @@ from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.errors import database_unavailable
 from app.core.events import EventBus
 from app.core.resilience import CircuitOpenError, ClientFault, TransientError
 from app.domain.integrations.service import active_secrets
@@ -45,6 +50,9 @@ _SENT = text(
 )
 _FAILED = text("UPDATE messages SET delivery_status = 'failed' WHERE id = :message_id")
 CIRCUIT_WAIT_SECONDS = 5.0
+# How long a sent message's result waits for the database to come back; well inside the job's
+# 60 s lease, so no other worker takes the job and sends it again meanwhile.
+RECORD_PATIENCE_SECONDS = 30.0
 
 
 class DeliveryHandler:
@@ -95,7 +103,25 @@ class DeliveryHandler:
                 )
                 await self._later(job, delay, str(exc))
             return
-        await self._finish(job, external_id, failed=None)
+        await self._record_sent(job, external_id)
+
+    async def _record_sent(self, job: ClaimedJob, external_id: str | None) -> None:
+        """The channel has the message: record it, waiting out a database outage (giving up
+        would let the lease lapse and the message be sent again)."""
+        deadline = time.monotonic() + RECORD_PATIENCE_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                await self._finish(job, external_id, failed=None)
+                return
+            except Exception as exc:
+                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                logger.bind(component="delivery").warning(
+                    "delivery sent, recording it waits for the database: {}", type(exc).__name__
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
     async def send(self, row: dict[str, Any], job: ClaimedJob) -> str | None:
         settings: dict[str, Any] = row["settings"]
