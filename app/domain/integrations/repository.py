@@ -7,7 +7,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -284,9 +284,10 @@ class WebhookRepository:
         row = await self.connection.fetchrow(*_TARGET.bind({"id": integration_id}))
         return WebhookTarget(**dict(row)) if row is not None else None
 
-    async def record(self, records: Sequence[dict[str, Any]]) -> None:
-        """Store attempts that were not accepted (see `EventWriter`), in one statement."""
-        await self.connection.executemany(_RECORD.sql, [_RECORD.args(r) for r in records])
+    async def record(self, records: Sequence[Sequence[Any]]) -> None:
+        """Store attempts that were not accepted (see `EventWriter`): each the arguments of
+        `_RECORD` in order, all in one statement."""
+        await self.connection.executemany(_RECORD.sql, records)
 
     async def accept(
         self, target: WebhookTarget, event: EventRecord, inbound: InboundMessage | None
@@ -383,14 +384,15 @@ class EventWriter:
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[list[Any]] = []
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def add(self, record: EventRecord) -> None:
-        self._pending.append(asdict(record))
+        # The statement's arguments at once (dataclasses.asdict deep-copies: ten times slower).
+        self._pending.append([getattr(record, name) for name in _RECORD.names])
         if len(self._pending) > self.max_pending:
             excess = len(self._pending) - self.max_pending
             del self._pending[:excess]
