@@ -7,13 +7,17 @@
    file, every document ingested through `KnowledgeService.add_document`, the code path of
    `POST /knowledge-bases/{id}/documents`. Gemini is not configured: the lexical arm only.
 2. Every answerable question is ranked at document level (a document scores its best chunk) by
-   (a) PostgreSQL `ts_rank` over the same OR query on the same tsvectors (and, for scale, over
-   PostgreSQL's stock language configurations with no Botlyne analysis), (b) a reference BM25
+   (a) PostgreSQL's text search as usually asked (the language's stock configuration on both
+   sides, `plainto_tsquery` or `websearch_to_tsquery` OR-ed, `ts_rank` with normalization 0 or
+   1), (a') `ts_rank` over the same OR query on Botlyne's own tsvectors, (b) a reference BM25
    (`rank_bm25.BM25Okapi`) over the same chunks and terms, (b') the same reference over whole
    words (no prefix truncation), and (c) Botlyne's `KnowledgeSearch.retrieve`. Reported:
-   nDCG@10 (gain 2^grade - 1), recall@5 and MRR, where relevant means grade >= 2.
+   nDCG@10 (gain 2^grade - 1), recall@5 and MRR, where relevant means grade >= 2, over all
+   questions and over two fixed halves (odd question numbers tune, even ones are held out), and a
+   paired randomization test of Botlyne's nDCG@10 against each other ranker.
 3. The gate decides every question (positive class: unanswerable): precision and recall, and the
-   same with the coverage threshold chosen on two organizations and applied to the third.
+   same with the coverage threshold chosen on two organizations and applied to the third, and
+   chosen on the tuning half and applied to the held-out half.
 4. A separate organization gets a knowledge base of `--load-chunks` synthetic chunks (golden
    sentences recombined at random) through the same ingestion path; the golden questions are
    searched against it with `KnowledgeSearch.search`, each in its own session, timed end to end
