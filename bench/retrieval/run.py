@@ -530,13 +530,13 @@ async def budget_agreement(
             search = KnowledgeSearch(session, kb.org_id, GeminiGateway(Settings()))
             retrieved = await search.retrieve(kb, question, 10)
             budgeted = [result.passage.chunk_id for result in retrieved.results]
-            _, _, scoring, scored_dfs = await search.query_terms(kb, question)
-            if not scoring:
+            query = await search.query_terms(kb, question)
+            if not query.scoring:
                 continue
             exhaustive = await ChunkRepository(session, kb.org_id).lexical(
                 kb.id,
-                scoring,
-                list(scored_dfs),
+                query.scoring,
+                list(query.scored_dfs),
                 kb.token_count / kb.chunk_count,
                 pool=kb.chunk_count,
                 budget=kb.chunk_count,

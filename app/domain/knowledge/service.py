@@ -147,6 +147,16 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryTerms:
+    terms: list[str]
+    # df of the terms the knowledge base knows.
+    dfs: dict[str, int]
+    # What ranking scores with (`ranking.scoring_weights`), typo stand-ins included, and their df.
+    scoring: dict[str, float]
+    scored_dfs: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Retrieved:
     results: list[Result]
     # The question's terms with their weights (idf; unknown terms weigh more, see ranking).
@@ -196,11 +206,8 @@ class KnowledgeSearch:
     async def search(self, kb_id: uuid.UUID, question: str, top_k: int) -> Retrieved:
         return await self.retrieve(await knowledge_base_of(self.bases, kb_id), question, top_k)
 
-    async def query_terms(
-        self, kb: KnowledgeBase, question: str
-    ) -> tuple[list[str], dict[str, int], dict[str, float], dict[str, int]]:
-        """The question's terms, the df of those the knowledge base knows, the weights ranking
-        scores with (see `ranking.scoring_weights`) and the df of every term scored."""
+    async def query_terms(self, kb: KnowledgeBase, question: str) -> QueryTerms:
+        """The question's terms, and the terms ranking scores it by with their weights."""
         terms = analysis.unique(analysis.terms(question))[: ranking.MAX_QUERY_TERMS]
         dfs = await self.bases.document_frequencies(kb.id, terms) if terms else {}
         unknown = [term for term in terms if term not in dfs]
@@ -211,17 +218,17 @@ class KnowledgeSearch:
         scoring = ranking.scoring_weights(
             dfs, ranking.corrections(unknown, all_dfs), all_dfs, kb.chunk_count
         )
-        return terms, dfs, scoring, {term: all_dfs[term] for term in scoring}
+        return QueryTerms(terms, dfs, scoring, {term: all_dfs[term] for term in scoring})
 
     async def retrieve(self, kb: KnowledgeBase, question: str, top_k: int) -> Retrieved:
-        terms, dfs, scoring, scored_dfs = await self.query_terms(kb, question)
-        weights = ranking.question_weights(terms, dfs, kb.chunk_count)
+        query = await self.query_terms(kb, question)
+        weights = ranking.question_weights(query.terms, query.dfs, kb.chunk_count)
         hits: list[LexicalHit] = []
-        if scoring:
+        if query.scoring:
             hits = await self.chunks.lexical(
                 kb.id,
-                scoring,
-                ranking.candidate_terms(scored_dfs),
+                query.scoring,
+                ranking.candidate_terms(query.scored_dfs),
                 kb.token_count / kb.chunk_count,
             )
         dense = await self._dense_scores(question, hits)
@@ -235,7 +242,7 @@ class KnowledgeSearch:
             Result(passages[hit.chunk_id], hit.bm25, dense.get(hit.chunk_id), fused[hit.chunk_id])
             for hit in ranked[:top_k]
         ]
-        return Retrieved(results, weights, dfs, ranked, bool(dense))
+        return Retrieved(results, weights, query.dfs, ranked, bool(dense))
 
     async def _dense_scores(
         self, question: str, hits: Sequence[LexicalHit]
