@@ -1,9 +1,10 @@
 """The support desk's moves, shared by the API, the bot and the timeout worker: queue a
 conversation, hand waiting conversations to agents, end an assignment, apply the timeouts.
 
-Every move runs inside the caller's transaction and locks the conversation row first, so two
-moves on one conversation happen one after the other; the database's constraints catch anything
-that would still race (see `routing`).
+Every move runs inside the caller's transaction and locks the conversation row, so two moves
+on one conversation happen one after the other (`dispatch` leaves out a conversation another
+transaction holds rather than wait for it); the database's constraints catch anything that would
+still race (see `routing`).
 """
 
 from __future__ import annotations
