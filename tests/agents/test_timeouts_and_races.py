@@ -191,3 +191,29 @@ async def test_parallel_dispatchers_never_double_assign_or_overfill(
     assert doubles == 0
     assert over == 0
     assert active == 6 == sum(results)
+
+
+async def test_the_sweep_serves_a_conversation_no_event_dispatched(
+    peer_client: Client,
+    admin_headers: dict[str, str],
+    new_conversation: NewConversation,
+    new_agent: NewAgent,
+    clean_db: AsyncEngine,
+) -> None:
+    """An agent freed without an event (as when a dispatch found it held by another
+    transaction) is found by the periodic sweep, long before any queue timeout."""
+    conversation_id = await new_conversation()
+    agent = await new_agent(status="offline")
+    await peer_client.post(
+        "/api/v1/agents/queue", json={"conversation_id": conversation_id}, headers=admin_headers
+    )
+    async with clean_db.begin() as connection:
+        await connection.execute(
+            text("UPDATE support_agents SET status = 'online' WHERE id = :id"), {"id": agent["id"]}
+        )
+    assert (await conversation(peer_client, admin_headers, conversation_id))["status"] != "assigned"
+
+    await timeouts_at(clean_db, datetime.now(UTC))
+    assigned = await conversation(peer_client, admin_headers, conversation_id)
+    assert assigned["status"] == "assigned"
+    assert assigned["assigned_agent_id"] == agent["id"]

@@ -24,6 +24,7 @@ from app.domain.agents.routing import (
     Taken,
     end_lapsed_assignments,
     raise_waiting_priorities,
+    servable_orgs,
 )
 from app.domain.conversations.language import notice
 from app.domain.conversations.outbox import store_outbound
@@ -245,7 +246,8 @@ async def apply_timeouts(
     session: AsyncSession, now: datetime, queue_timeout: float, response_timeout: float
 ) -> TimeoutReport:
     """A waiting entry rises one priority step per `queue_timeout`; an assignment without an
-    agent reply after `response_timeout` goes to another agent, never back to this one."""
+    agent reply after `response_timeout` goes to another agent, never back to this one; and
+    every organization where someone waits while an agent is available dispatches again."""
     raised = await raise_waiting_priorities(session, now, queue_timeout)
     orgs = set(raised)
     for org_id in raised:
@@ -260,6 +262,9 @@ async def apply_timeouts(
             continue
         await escalate(session, conversation, "agent_response_timeout", now, tried=[item.agent_id])
         orgs.add(item.org_id)
+    # Also every organization where someone waits while an agent is free: a dispatch that found
+    # its agents held by another transaction left them waiting for this sweep.
+    orgs |= await servable_orgs(session, now)
     dispatched = 0
     for org_id in orgs:
         dispatched += await dispatch(session, org_id, now)

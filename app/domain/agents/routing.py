@@ -229,6 +229,20 @@ RETURNING org_id
 """
 )
 
+# Organizations with a waiting conversation and an agent available now. The periodic sweep
+# dispatches them: a conversation whose dispatch found its agents held by another transaction
+# would otherwise wait for the next event that happens to dispatch again.
+_SERVABLE_ORGS = text(
+    f"""
+SELECT waiting.org_id
+FROM (SELECT DISTINCT org_id FROM agent_queue WHERE status = 'waiting') AS waiting
+WHERE EXISTS (
+    SELECT 1 FROM support_agents a
+    WHERE a.org_id = waiting.org_id AND {_AVAILABLE}
+)
+"""
+)
+
 _LAPSED = text(
     """
 UPDATE agent_assignments SET ended_at = CAST(:now AS timestamptz), end_reason = 'response_timeout'
@@ -386,6 +400,11 @@ async def raise_waiting_priorities(
     session: AsyncSession, now: datetime, after: float
 ) -> set[uuid.UUID]:
     rows = await session.execute(_RAISE_WAITING, {"now": now, "after": after})
+    return {row.org_id for row in rows}
+
+
+async def servable_orgs(session: AsyncSession, now: datetime) -> set[uuid.UUID]:
+    rows = await session.execute(_SERVABLE_ORGS, {"now": now})
     return {row.org_id for row in rows}
 
 
