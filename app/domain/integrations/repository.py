@@ -385,25 +385,30 @@ class EventWriter:
         self.batch = batch
         self.max_pending = max_pending
         self._pending: list[list[Any]] = []
-        self._wakeup = asyncio.Event()
+        # Set while rows wait (the writer sleeps otherwise), and when a batch is full.
+        self._waiting = asyncio.Event()
+        self._full = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self._overflowing = False
 
     def add(self, record: EventRecord) -> None:
         # The statement's arguments at once (dataclasses.asdict deep-copies: ten times slower).
         self._pending.append([getattr(record, name) for name in _RECORD.names])
         if len(self._pending) > self.max_pending:
-            excess = len(self._pending) - self.max_pending
-            del self._pending[:excess]
-            self.dropped += excess
-            logger.bind(component="webhook").warning(
-                "webhook events: {} unrecorded attempts dropped (database unavailable)", excess
-            )
+            del self._pending[0]
+            if not self._overflowing:  # once per outage, not once per request
+                self._overflowing = True
+                logger.bind(component="webhook").warning(
+                    "webhook events: over {} attempts unrecorded (database unavailable); "
+                    "dropping the oldest",
+                    self.max_pending,
+                )
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
+        self._waiting.set()
         if len(self._pending) >= self.batch:
-            self._wakeup.set()
+            self._full.set()
 
     async def flush(self) -> None:
         """Write every row waiting now; raises when the database refuses them (they are kept)."""
@@ -416,10 +421,11 @@ class EventWriter:
 
     async def _run(self) -> None:
         while True:
+            await self._waiting.wait()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
-                    await self._wakeup.wait()
-            self._wakeup.clear()
+                    await self._full.wait()
+            self._full.clear()
             try:
                 await self.flush()
             except Exception as exc:
@@ -429,6 +435,9 @@ class EventWriter:
                     type(exc).__name__,
                 )
                 await asyncio.sleep(1.0)
+            if not self._pending:
+                self._waiting.clear()
+                self._overflowing = False
 
     async def aclose(self) -> None:
         """Stop the background writer and write what is left."""

@@ -1,0 +1,44 @@
+"""The batch writer of webhook attempts: a database outage delays the rows, never loses them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from loguru import logger
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.integrations.repository import EventRecord, EventWriter, create_pool
+from tests.helpers import TcpProxy
+
+
+async def test_attempts_wait_out_a_database_outage(clean_db: AsyncEngine) -> None:
+    _, connect = clean_db.dialect.create_connect_args(clean_db.url)
+    proxy = TcpProxy(connect.get("host", "127.0.0.1"), connect.get("port", 5432))
+    await proxy.start()
+    pool = await create_pool({**connect, "host": "127.0.0.1", "port": proxy.port}, 2)
+    writer = EventWriter(pool, interval=0.01)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        await proxy.stop()  # PostgreSQL goes away: its connections drop, new ones are refused
+        for reason in ("invalid_signature", "stale_timestamp", "not_json"):
+            writer.add(
+                EventRecord(
+                    "rejected", 401, reason, "203.0.113.9", 1.0, received_at=datetime.now(UTC)
+                )
+            )
+        while not any("not recorded yet" in message for message in warnings):
+            await asyncio.sleep(0.01)  # the writer tried, failed and keeps the rows
+        await proxy.start()  # back, on the same port
+        await writer.aclose()  # what is left is written at shutdown
+    finally:
+        logger.remove(sink)
+        await proxy.stop()
+        await pool.close()
+    async with clean_db.connect() as connection:
+        reasons = (
+            await connection.execute(text("SELECT reason FROM integration_events ORDER BY id"))
+        ).scalars()
+        assert list(reasons) == ["invalid_signature", "stale_timestamp", "not_json"]
