@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from loguru import logger
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -144,6 +145,15 @@ async def peer_client(app: Litestar, clean_db: AsyncEngine) -> AsyncIterator[Asy
     """A client whose requests come from the address in their `X-Test-Peer` header."""
     async with AsyncTestClient(app=PeerOverride(app)) as client:  # type: ignore[arg-type]
         yield client
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[Any]]:
+    """Every loguru record (DEBUG and up) logged while the test runs."""
+    records: list[Any] = []
+    sink = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    yield records
+    logger.remove(sink)
 
 
 @pytest.fixture

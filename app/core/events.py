@@ -107,6 +107,8 @@ class EventBus:
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
         self._overflowing = False
+        # One warning per outage, not one per event: a Redis that is down fails every publish.
+        self._failing = False
 
     @property
     def enabled(self) -> bool:
@@ -138,9 +140,20 @@ class EventBus:
         except Exception as exc:
             if self._closed:
                 return
-            logger.bind(component="events", event_type=kind).warning(
-                "event not published: {}: {}", type(exc).__name__, exc
-            )
+            log = logger.bind(component="events", event_type=kind)
+            if self._failing:
+                log.debug("event not published: {}: {}", type(exc).__name__, exc)
+            else:
+                self._failing = True
+                log.warning(
+                    "events not published until the backend answers again: {}: {}",
+                    type(exc).__name__,
+                    exc,
+                )
+            return
+        if self._failing:
+            self._failing = False
+            logger.bind(component="events").info("events are published again")
 
     async def publish_queue_changed(self, org_id: uuid.UUID) -> None:
         if not self.enabled or self._engine is None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from loguru import logger
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -292,17 +291,6 @@ async def test_memory_and_redis_agree(real_redis: Redis, key_prefix: str) -> Non
 
 
 @pytest.fixture
-def log_records() -> Iterator[list[tuple[str, str]]]:
-    records: list[tuple[str, str]] = []
-    sink_id = logger.add(
-        lambda message: records.append((message.record["level"].name, message.record["message"])),
-        level="DEBUG",
-    )
-    yield records
-    logger.remove(sink_id)
-
-
-@pytest.fixture
 async def proxied_redis(real_redis: Redis, redis_url: str) -> AsyncIterator[tuple[TcpProxy, Redis]]:
     kwargs = real_redis.connection_pool.connection_kwargs
     proxy = TcpProxy(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
@@ -314,8 +302,10 @@ async def proxied_redis(real_redis: Redis, redis_url: str) -> AsyncIterator[tupl
     await proxy.stop()
 
 
-def levels(records: list[tuple[str, str]], level: str) -> list[str]:
-    return [message for name, message in records if name == level and "rate limiter" in message]
+def levels(records: list[Any], level: str) -> list[str]:
+    return [
+        r["message"] for r in records if r["level"].name == level and "rate limiter" in r["message"]
+    ]
 
 
 async def test_fallback_without_redis_is_memory_unconfigured() -> None:
@@ -327,7 +317,7 @@ async def test_fallback_without_redis_is_memory_unconfigured() -> None:
 
 
 async def test_fallback_on_closed_port_answers_fast_from_memory(
-    log_records: list[tuple[str, str]],
+    log_records: list[Any],
 ) -> None:
     # Without client-side retries, as app.core.redis builds the client: refused at once.
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0))
@@ -348,7 +338,7 @@ async def test_fallback_on_closed_port_answers_fast_from_memory(
         await dead.aclose()
 
 
-async def test_fallback_bounds_a_stalled_redis(log_records: list[tuple[str, str]]) -> None:
+async def test_fallback_bounds_a_stalled_redis(log_records: list[Any]) -> None:
     proxy = TcpProxy("127.0.0.1", 6379, blackhole=True)  # accepts, never answers
     await proxy.start()
     client = Redis(host="127.0.0.1", port=proxy.port, socket_connect_timeout=1)
@@ -372,7 +362,7 @@ async def test_fallback_bounds_a_stalled_redis(log_records: list[tuple[str, str]
 
 @pytest.mark.redis
 async def test_one_slow_answer_keeps_shared_limits(
-    key_prefix: str, redis_url: str, log_records: list[tuple[str, str]]
+    key_prefix: str, redis_url: str, log_records: list[Any]
 ) -> None:
     """One Redis step slower than the budget (here the client's only connection is busy for
     150 ms; in a cold process it is first-request work on a saturated event loop) is tried
@@ -420,7 +410,7 @@ async def test_warm_opens_connections_and_loads_the_script(
 
 
 async def test_warm_against_a_dead_redis_starts_degraded(
-    log_records: list[tuple[str, str]],
+    log_records: list[Any],
 ) -> None:
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
     limiter = FallbackRateLimiter(dead)
@@ -466,7 +456,7 @@ async def test_cancellation_is_never_swallowed_by_the_fallback() -> None:
 async def test_fallback_recovers_when_redis_returns(
     proxied_redis: tuple[TcpProxy, Redis],
     key_prefix: str,
-    log_records: list[tuple[str, str]],
+    log_records: list[Any],
 ) -> None:
     proxy, client = proxied_redis
     limiter = FallbackRateLimiter(client, timeout=0.3, probe_interval=0.05, prefix=key_prefix)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import stamina
-from loguru import logger
 from redis.asyncio import Redis
 
 from app.config import Settings
@@ -75,14 +74,6 @@ def name() -> str:
 @pytest.fixture
 def prefix() -> str:
     return f"test:cb:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def log_records() -> Iterator[list[Any]]:
-    records: list[Any] = []
-    sink = logger.add(lambda message: records.append(message.record), level="DEBUG")
-    yield records
-    logger.remove(sink)
 
 
 @pytest.fixture

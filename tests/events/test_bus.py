@@ -1,0 +1,41 @@
+"""The event bus when its backend fails: never raises, one warning per outage, not per event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from app.core.events import EventBus
+
+
+class FlakyPublisher:
+    """Fails while `down`, records what it publishes otherwise."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.published: list[bytes] = []
+
+    async def __call__(self, data: bytes, channels: Sequence[str]) -> None:
+        if self.down:
+            raise ConnectionError("Connection refused")
+        self.published.append(data)
+
+
+async def test_an_outage_is_one_warning_and_its_end_one_line(log_records: list[Any]) -> None:
+    publisher = FlakyPublisher()
+    bus = EventBus(publisher)
+    org = uuid.uuid4()
+    for _ in range(50):
+        await bus.publish(org, {"type": "queue.changed", "depth": 1})
+    publisher.down = False
+    await bus.publish(org, {"type": "queue.changed", "depth": 2})
+
+    mine = [r for r in log_records if r["extra"].get("component") == "events"]
+    levels = [r["level"].name for r in mine]
+    assert levels.count("WARNING") == 1
+    assert levels.count("DEBUG") == 49
+    assert [r["message"] for r in mine if r["level"].name == "INFO"] == [
+        "events are published again"
+    ]
+    assert len(publisher.published) == 1
