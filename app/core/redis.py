@@ -7,9 +7,13 @@ burst waits briefly for a connection instead of failing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 
@@ -28,3 +32,36 @@ def create_redis(settings: Settings) -> Redis | None:
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
     )
     return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+
+
+class OutageJudge:
+    """Decides when failing Redis calls amount to an outage, for the users of Redis that fall
+    back to process memory (rate limits, circuit breakers).
+
+    Any error but a timeout is an outage at once (connection refused or reset, protocol
+    errors). A timeout is not, on its own: under load one answer can miss a 100 ms budget
+    while Redis is fine, and falling back for that would make shared state per process for a
+    probe interval. Timeouts make an outage once they have gone on for `patience` seconds with
+    no answer in between. The failing call itself is decided from memory either way.
+    """
+
+    def __init__(self, patience: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.patience = patience
+        self._clock = clock
+        # When the current run of timeouts (no answer from Redis in between) began.
+        self._timing_out_since: float | None = None
+
+    def answered(self) -> None:
+        self._timing_out_since = None
+
+    def is_outage(self, exc: BaseException) -> bool:
+        if not isinstance(exc, TimeoutError | RedisTimeoutError):
+            self._timing_out_since = None
+            return True
+        now = self._clock()
+        if self._timing_out_since is None:
+            self._timing_out_since = now
+        if now - self._timing_out_since >= self.patience:
+            self._timing_out_since = None
+            return True
+        return False

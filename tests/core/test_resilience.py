@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import stamina
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.config import Settings
 from app.core.resilience import (
@@ -49,6 +51,9 @@ class Neighbour:
         if self.failure is not None:
             raise self.failure()
         return "ok"
+
+
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 class FakeClock:
@@ -551,7 +556,9 @@ async def test_refresh_shows_state_set_by_another_process(
 
 
 async def test_unreachable_redis_degrades_to_memory(name: str, log_records: list[Any]) -> None:
-    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    # Without client-side retries, as the application's client: a refused connection is an
+    # error at once, not a timeout after retries.
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, retry=NO_RETRY)
     manager = ResilienceManager()  # the production budget: 100 ms per Redis step
     manager.configure(SETTINGS, redis=dead)
     neighbour = Neighbour()
@@ -596,7 +603,9 @@ async def test_redis_outage_and_recovery(
 ) -> None:
     clock = FakeClock()
     db = Redis.from_url(redis_url).connection_pool.connection_kwargs.get("db", 0)
-    client = Redis(host="127.0.0.1", port=proxy.port, db=db, socket_connect_timeout=0.05)
+    client = Redis(
+        host="127.0.0.1", port=proxy.port, db=db, socket_connect_timeout=0.05, retry=NO_RETRY
+    )
     manager = ResilienceManager(prefix=prefix, clock=clock, redis_timeout=0.5)
     manager.configure(SETTINGS, redis=client)
     neighbour = Neighbour()
@@ -624,3 +633,28 @@ async def test_redis_outage_and_recovery(
         await manager.reset()
         with contextlib.suppress(Exception):
             await client.aclose()
+
+
+async def test_a_slow_redis_answer_is_not_an_outage(name: str, log_records: list[Any]) -> None:
+    """One call whose Redis step misses its budget is decided in process without giving up on
+    Redis; timeouts that go on for a second with no answer between them are an outage."""
+    stalled = TcpProxy("127.0.0.1", 6379, blackhole=True)  # accepts, never answers
+    await stalled.start()
+    client = Redis(host="127.0.0.1", port=stalled.port, socket_connect_timeout=1)
+    clock = FakeClock()
+    manager = ResilienceManager(clock=clock, redis_timeout=0.05)
+    manager.configure(SETTINGS, redis=client)
+    call = protect(manager, name, Neighbour())
+    try:
+        assert await call() == "ok"
+        assert await call() == "ok"
+        assert manager.backend == "redis"
+        clock.now += 1.0
+        assert await call() == "ok"
+        assert manager.backend == "memory"
+        warnings = [r for r in log_records if r["level"].name == "WARNING"]
+        assert len(warnings) == 1
+        assert "Redis unavailable" in warnings[0]["message"]
+    finally:
+        await client.aclose()
+        await stalled.stop()

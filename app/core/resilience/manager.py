@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError
 
 from app.config import Settings
+from app.core.redis import OutageJudge
 from app.core.resilience.errors import CircuitOpenError, ClientFault, TransientError
 from app.core.resilience.redis_store import RedisBreakerStore, Snapshot, State
 from app.core.resilience.retry import ExceptionTypes, build_retry
@@ -130,6 +131,7 @@ class ResilienceManager:
         self._clock = clock
         self._store: RedisBreakerStore | None = None
         self._degraded = False
+        self._judge = OutageJudge(clock=clock)
         self._next_probe = 0.0
         self._declared: dict[str, tuple[int | None, float | None]] = {}
         self._breakers: dict[str, _Breaker] = {}
@@ -152,6 +154,7 @@ class ResilienceManager:
         self._default_timeout = settings.circuit_breaker_timeout
         self._store = RedisBreakerStore(redis, self._prefix) if redis is not None else None
         self._degraded = False
+        self._judge.answered()
         self._next_probe = 0.0
 
     @property
@@ -223,6 +226,7 @@ class ResilienceManager:
         except Exception as exc:
             self._redis_failed(exc)
             return
+        self._judge.answered()
         for name, snapshot in snapshots.items():
             breaker = self._breakers[name]
             self._apply(breaker, breaker.state, snapshot, announce=False)
@@ -328,6 +332,7 @@ class ResilienceManager:
                 # never an error. CancelledError is a BaseException and still propagates.
                 self._redis_failed(exc)
             if admission is not None:
+                self._judge.answered()
                 if probing:
                     self._redis_recovered()
                 self._apply(breaker, admission.before, admission.after)
@@ -362,6 +367,7 @@ class ResilienceManager:
             except Exception as error:
                 self._redis_failed(error)
             else:
+                self._judge.answered()
                 self._apply(breaker, settlement.before, settlement.after)
                 return
         self._settle_in_process(breaker, ticket, exc if failed else None)
@@ -474,6 +480,10 @@ class ResilienceManager:
         return True
 
     def _redis_failed(self, exc: BaseException) -> None:
+        """This call is decided in process; the store degrades when the judge sees an outage
+        (a lone slow answer is not one)."""
+        if not self._degraded and not self._judge.is_outage(exc):
+            return
         self._next_probe = self._clock() + self._probe_interval
         if not self._degraded:
             self._degraded = True

@@ -71,6 +71,8 @@ from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.core.redis import OutageJudge
+
 __all__ = [
     "GCRA_LUA",
     "Decision",
@@ -340,12 +342,10 @@ class FallbackRateLimiter:
         self._memory = MemoryRateLimiter(max_keys, clock=clock)
         self._timeout = timeout
         self._probe_interval = probe_interval
-        self._degrade_after = degrade_after
+        self._judge = OutageJudge(degrade_after, clock)
         self._clock = clock
         self._mode: Mode = "redis" if redis is not None else "memory-unconfigured"
         self._next_probe = 0.0
-        # When the current run of timeouts (no answer from Redis in between) began.
-        self._timing_out_since: float | None = None
         self._fallback_decisions = 0
 
     @property
@@ -396,27 +396,20 @@ class FallbackRateLimiter:
                     return self._from_memory(key, checked)
                 timeout = exc
                 continue
-            self._timing_out_since = None
+            self._judge.answered()
             return decision
         assert timeout is not None
-        self._timed_out(timeout)
+        if self._judge.is_outage(timeout):
+            self._degrade(timeout)
         return self._from_memory(key, checked)
 
     def _from_memory(self, key: str, limits: tuple[Limit, ...]) -> Decision:
         self._fallback_decisions += 1
         return self._memory.hit_now(key, limits)
 
-    def _timed_out(self, exc: BaseException) -> None:
-        """One more request without an answer: degrade once that has lasted `degrade_after`."""
-        now = self._clock()
-        if self._timing_out_since is None:
-            self._timing_out_since = now
-        if now - self._timing_out_since >= self._degrade_after:
-            self._degrade(exc)
-
     def _degrade(self, exc: BaseException) -> None:
         self._next_probe = self._clock() + self._probe_interval
-        self._timing_out_since = None
+        self._judge.answered()
         if self._mode == "redis":
             self._mode = "memory"
             logger.warning(
