@@ -20,6 +20,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.core.middleware import CLIENT_GONE
 from app.core.observability import count_error
 
 # SQLSTATE → (HTTP status, public detail). Anything not here is a server error.
@@ -49,6 +50,7 @@ DATA_EXCEPTION_CLASS = "22"
 # Connection-level trouble: the database is away, not the request wrong.
 UNAVAILABLE_CLASSES = ("08", "53", "57P")
 RETRY_AFTER_SECONDS = "5"
+CLIENT_CLOSED_REQUEST = 499
 
 
 def sqlstate_of(exc: DBAPIError) -> str | None:
@@ -135,6 +137,13 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     route = request.scope.get("path_template") or "unmatched"
+    if request.scope.get(CLIENT_GONE):
+        # Nobody is left to answer, and nothing failed on this side: counted under 499, the
+        # status proxies use for a client that closed its request.
+        logger.bind(route=route, method=request.method).info(
+            "client disconnected before the request was read"
+        )
+        return _error(CLIENT_CLOSED_REQUEST, "Client closed the request")
     logger.bind(route=route, method=request.method).opt(exception=exc).error("unhandled error")
     count_error("http", exc)
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")

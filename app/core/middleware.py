@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Protocol, cast
 from app.core.logging import request_id_var
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Set in the scope when the client went away before the request was read: the error handlers
+# then log it as what it is, not as a server error.
+CLIENT_GONE = "botlyne.client_gone"
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -92,12 +95,18 @@ class RequestObserver:
                 message["headers"] = headers
             await send(message)
 
+        async def receive_noting_disconnect() -> ReceiveMessage:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope[CLIENT_GONE] = True  # type: ignore[literal-required]
+            return message
+
         in_flight = self.recorder.in_flight
         key = id(scope)
         in_flight[key] = http_scope
         started = perf_counter()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_noting_disconnect, send_with_id)
         finally:
             elapsed = perf_counter() - started
             del in_flight[key]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from litestar import Litestar
@@ -79,3 +80,48 @@ async def test_unmatched_requests_carry_a_request_id(client: AsyncTestClient[Lit
     wrong_method = await client.delete("/health/live")
     assert wrong_method.status_code == 405
     assert len(wrong_method.headers["x-request-id"]) == 32
+
+
+async def test_a_client_gone_before_its_body_is_not_a_server_error(
+    app: Litestar,
+    client: AsyncTestClient[Litestar],
+    admin_headers: dict[str, str],
+    log_records: list[Any],
+) -> None:
+    """The body never arrives (the client disconnected): logged at INFO and counted as 499,
+    neither an ERROR line nor a counted server error."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in admin_headers.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/integrations",
+        "raw_path": b"/api/v1/integrations",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [*headers, (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    errors_before = sum(errors_total().values())
+    await app(scope, receive, send)  # type: ignore[arg-type]
+
+    assert sent[0]["status"] == 499
+    assert not [r for r in log_records if r["level"].name in ("ERROR", "CRITICAL")]
+    assert [r["message"] for r in log_records if r["level"].name == "INFO"][-1] == (
+        "client disconnected before the request was read"
+    )
+    assert sum(errors_total().values()) == errors_before
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/integrations",status="499"' in metrics
