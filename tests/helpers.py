@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
 
 from app.core.security.signatures import sign_hmac
 from tests.security.leaks import register
@@ -54,10 +55,28 @@ async def create_integration(
     return dict(response.json())
 
 
+def database_target(database_url: str) -> tuple[str, int]:
+    """Where a proxy in front of the test database connects: its host and port, or, for the
+    embedded server (reached over a Unix socket), the socket's path."""
+    url = make_url(database_url)
+    socket_dir = url.query.get("host")
+    port = url.port or 5432
+    if url.host is None and isinstance(socket_dir, str):
+        return f"{socket_dir}/.s.PGSQL.{port}", 0
+    return url.host or "127.0.0.1", port
+
+
+def database_url_via(database_url: str, port: int) -> str:
+    """`database_url`, reaching its server through a proxy on 127.0.0.1:`port`."""
+    url = make_url(database_url).difference_update_query(["host"])
+    return url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+
 class TcpProxy:
-    """A TCP relay to `target_host:target_port` that a test stops and starts again on the same
-    port (an outage and a recovery at one address), or, with `blackhole`, a server that accepts
-    connections and never answers. Stopping drops every relayed connection at once."""
+    """A TCP relay to `target_host:target_port` (or to the Unix socket at `target_host` when it
+    is a path) that a test stops and starts again on the same port (an outage and a recovery at
+    one address), or, with `blackhole`, a server that accepts connections and never answers.
+    Stopping drops every relayed connection at once."""
 
     def __init__(self, target_host: str, target_port: int, *, blackhole: bool = False) -> None:
         self.target = (target_host, target_port)
@@ -90,7 +109,11 @@ class TcpProxy:
                 while await reader.read(65536):
                     pass
                 return
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            host, port = self.target
+            if host.startswith("/"):  # a Unix socket (the embedded PostgreSQL's)
+                up_reader, up_writer = await asyncio.open_unix_connection(host)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
             self._writers.add(up_writer)
             pumps = [
                 asyncio.create_task(self._pump(reader, up_writer)),

@@ -11,7 +11,6 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from loguru import logger
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import create_engine
@@ -21,7 +20,13 @@ from app.gateways.evolution import EvolutionGateway
 from app.gateways.http import create_http_client
 from app.workers.queue import JobRunner
 from tests.conftest import make_settings
-from tests.helpers import TcpProxy, create_integration, signed
+from tests.helpers import (
+    TcpProxy,
+    create_integration,
+    database_target,
+    database_url_via,
+    signed,
+)
 from tests.stubs.evolution import EvolutionStub, messages_upsert_payload
 
 
@@ -64,10 +69,9 @@ SELECT 'deliver', org_id, conversation_id, id FROM outbound
 """
             )
         )
-    server = make_url(database_url)
-    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
+    proxy = TcpProxy(*database_target(database_url))
     await proxy.start()
-    through_proxy = server.set(port=proxy.port).render_as_string(hide_password=False)
+    through_proxy = database_url_via(database_url, proxy.port)
     settings = make_settings(
         through_proxy,
         evolution_api_base_url=evolution.base_url,

@@ -14,11 +14,10 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
-from sqlalchemy.engine import make_url
 
 from app.asgi import API_PREFIX, create_app
 from tests.conftest import ADMIN_KEY, make_settings
-from tests.helpers import ThreadedTcpProxy
+from tests.helpers import ThreadedTcpProxy, database_target, database_url_via
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -26,8 +25,7 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 @pytest.fixture
 def proxy(database_url: str) -> Iterator[ThreadedTcpProxy]:
-    url = make_url(database_url)
-    relay = ThreadedTcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    relay = ThreadedTcpProxy(*database_target(database_url))
     relay.start()
     yield relay
     relay.close()
@@ -58,8 +56,7 @@ async def answer(client: AsyncTestClient[Litestar], method: str, path: str) -> A
 async def test_database_outage_is_503_everywhere_and_recovers(
     database_url: str, proxy: ThreadedTcpProxy
 ) -> None:
-    through_proxy = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
-    settings = make_settings(through_proxy.render_as_string(hide_password=False))
+    settings = make_settings(database_url_via(database_url, proxy.port))
     app = create_app(settings)
     requests = api_requests(app)
     assert len(requests) > 30  # the whole API, not a sample

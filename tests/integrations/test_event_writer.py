@@ -7,17 +7,20 @@ from datetime import UTC, datetime
 
 from loguru import logger
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.integrations.repository import EventRecord, EventWriter, create_pool
-from tests.helpers import TcpProxy
+from tests.helpers import TcpProxy, database_target, database_url_via
 
 
 async def test_attempts_wait_out_a_database_outage(clean_db: AsyncEngine) -> None:
-    _, connect = clean_db.dialect.create_connect_args(clean_db.url)
-    proxy = TcpProxy(connect.get("host", "127.0.0.1"), connect.get("port", 5432))
+    database_url = clean_db.url.render_as_string(hide_password=False)
+    proxy = TcpProxy(*database_target(database_url))
     await proxy.start()
-    pool = await create_pool({**connect, "host": "127.0.0.1", "port": proxy.port}, 2)
+    via = make_url(database_url_via(database_url, proxy.port))
+    _, connect = clean_db.dialect.create_connect_args(via)
+    pool = await create_pool(connect, 2)
     writer = EventWriter(pool, interval=0.01)
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
