@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from loguru import logger
 
-from app.core.logging import configure_logging
+from app.core.logging import Throttled, configure_logging
 
 
 async def test_log_lines_are_json_with_the_request_id_and_no_secrets(
@@ -48,3 +49,17 @@ def test_uvicorn_builds_no_access_lines() -> None:
     # no handler anywhere up its chain; it reads exactly this.
     assert not logging.getLogger("uvicorn.access").hasHandlers()
     assert logging.getLogger("uvicorn.error").hasHandlers()
+
+
+def test_a_recurring_warning_is_one_line_per_interval(log_records: list[Any]) -> None:
+    now = [100.0]
+    log = Throttled(interval=10.0, clock=lambda: now[0])
+    for _ in range(5):
+        log.warning("database unavailable: {}", "OSError")
+    now[0] += 10.0
+    log.warning("database unavailable: {}", "OSError")
+    messages = [r["message"] for r in log_records if r["level"].name == "WARNING"]
+    assert messages == [
+        "database unavailable: OSError",
+        "database unavailable: OSError (4 more like it in the last 10 s)",
+    ]

@@ -20,6 +20,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.core.logging import Throttled
 from app.core.middleware import CLIENT_GONE
 from app.core.observability import count_error
 
@@ -51,6 +52,8 @@ DATA_EXCEPTION_CLASS = "22"
 UNAVAILABLE_CLASSES = ("08", "53", "57P")
 RETRY_AFTER_SECONDS = "5"
 CLIENT_CLOSED_REQUEST = 499
+# Every request answers 503 while the database is away: one line per 10 s says so.
+_unavailable_log = Throttled()
 
 
 def sqlstate_of(exc: DBAPIError) -> str | None:
@@ -99,13 +102,13 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     if code is not None and code.startswith(DATA_EXCEPTION_CLASS):
         return _error(HTTP_422_UNPROCESSABLE_ENTITY, "A value cannot be stored as given")
     if database_unavailable(exc):
-        logger.warning("database unavailable: {}", type(exc.orig).__name__)
+        _unavailable_log.warning("database unavailable: {}", type(exc.orig).__name__)
         return unavailable()
     return internal_error_handler(request, exc)
 
 
 def connection_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    logger.warning("database unavailable: {}", type(exc).__name__)
+    _unavailable_log.warning("database unavailable: {}", type(exc).__name__)
     return unavailable()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -134,3 +136,26 @@ def configure_logging(level: str = "INFO", structured: bool = True) -> None:
     # alert webhook URL with its token, a stream `?token=`); httpcore traces each connection.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Throttled:
+    """A WARNING for a condition that recurs on every request while it lasts (the database
+    away, Gemini down): at most one line per `interval` seconds, saying how many like it were
+    held back, so an outage does not bury everything else in the log. The condition stays
+    counted in the metrics either way."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self._clock = clock
+        self._next = float("-inf")
+        self._held = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._held += 1
+            return
+        held, self._held, self._next = self._held, 0, now + self.interval
+        if held:
+            message += f" ({held} more like it in the last {self.interval:g} s)"
+        logger.opt(depth=1).warning(message, *args)

@@ -17,6 +17,7 @@ from litestar.exceptions import NotFoundException
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.logging import Throttled
 from app.core.resilience import CircuitOpenError, ClientFault, TransientError
 from app.db.models.knowledge import Document, KnowledgeBase
 from app.domain.knowledge import analysis, answers, ranking
@@ -36,6 +37,9 @@ from app.gateways.gemini import GeminiGateway, GeminiUnavailable
 
 # Everything that means "Gemini cannot help right now"; the feature degrades, never fails.
 GEMINI_ERRORS = (TransientError, CircuitOpenError, ClientFault, GeminiUnavailable)
+# While Gemini is down every answer says so: one line per 10 s (the breaker's own CRITICAL line
+# and the metrics tell the rest).
+_without_gemini_log = Throttled()
 
 
 async def knowledge_base_of(
@@ -201,7 +205,7 @@ class KnowledgeSearch:
 
     def _gemini_lost(self, exc: Exception) -> None:
         self.gemini_failed = True
-        logger.warning("answering without Gemini: {}", type(exc).__name__)
+        _without_gemini_log.warning("answering without Gemini: {}", type(exc).__name__)
 
     async def search(self, kb_id: uuid.UUID, question: str, top_k: int) -> Retrieved:
         return await self.retrieve(await knowledge_base_of(self.bases, kb_id), question, top_k)
