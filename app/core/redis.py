@@ -1,8 +1,8 @@
 """The Redis client: optional, shared, and quick to give up.
 
 Every use of Redis has an in-process fallback, so a slow or absent Redis must cost a request at
-most a few milliseconds: short socket timeouts, no client-side retries, and a blocking pool so a
-burst waits briefly for a connection instead of failing.
+most a few milliseconds: short socket timeouts, one immediate retry (for a connection a restart
+cut), and a blocking pool so a burst waits briefly for a connection instead of failing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
@@ -30,8 +31,13 @@ def create_redis(settings: Settings) -> Redis | None:
         timeout=SOCKET_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        # One immediate retry, on connection errors only (the pool's setting is the one the
+        # client uses): a pooled connection that a Redis restart cut fails on first use, and
+        # the retry opens a fresh one. A Redis that is really down is refused twice at once; a
+        # timeout is not retried, every caller bounds the whole call with its own budget.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
-    return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    return Redis(connection_pool=pool)
 
 
 class OutageJudge:

@@ -15,8 +15,10 @@ import stamina
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from sqlalchemy.engine import make_url
 
 from app.config import Settings
+from app.core.redis import create_redis
 from app.core.resilience import (
     CircuitOpenError,
     ClientFault,
@@ -658,3 +660,26 @@ async def test_a_slow_redis_answer_is_not_an_outage(name: str, log_records: list
     finally:
         await client.aclose()
         await stalled.stop()
+
+
+@pytest.mark.usefixtures("redis_client")  # deletes the prefix's keys even on failure
+async def test_a_connection_broken_by_a_redis_restart_is_replaced_not_an_outage(
+    proxy: TcpProxy, redis_url: str, prefix: str, name: str
+) -> None:
+    """After Redis restarts, the pooled connections are dead; the application's client opens a
+    new one instead of reporting an outage that is already over."""
+    url = make_url(redis_url).set(host="127.0.0.1", port=proxy.port)
+    client = create_redis(Settings(redis_url=url.render_as_string(hide_password=False)))
+    assert client is not None
+    manager = ResilienceManager(prefix=prefix)
+    manager.configure(SETTINGS, redis=client)
+    call = protect(manager, name, Neighbour())
+    try:
+        assert await call() == "ok"
+        await proxy.stop()  # the restart: every open connection is cut
+        await proxy.start()
+        assert await call() == "ok"
+        assert manager.backend == "redis"
+    finally:
+        await manager.reset()
+        await client.aclose()
