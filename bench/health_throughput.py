@@ -76,10 +76,8 @@ def measure(
     server: harness.ServerProcess, args: argparse.Namespace, cpus: set[int] | None
 ) -> dict[str, Any]:
     """One load run; repeated when a neighbour took more than the threshold of the machine."""
-    attempts: list[dict[str, Any]] = []
-    for _ in range(args.retries + 1):
-        quiet = harness.wait_for_quiet(threshold=args.busy_threshold, timeout=args.quiet_timeout)
-        result = harness.run_load(
+    return harness.repeat_while_disturbed(
+        lambda: harness.run_load(
             server.url(PATH),
             connections=args.connections,
             duration=args.duration,
@@ -87,20 +85,12 @@ def measure(
             tool=args.tool,
             cpus=cpus,
             server=server,
-        )
-        result["other_cpu_util_before"] = quiet
-        attempts.append(result)
-        if result["other_cpu_util"] <= args.busy_threshold:
-            break
-        harness.progress(
-            f"  {server.name}: other processes used {result['other_cpu_util']} cores, repeating"
-        )
-    final = attempts[-1]
-    final["discarded_attempts"] = [
-        {key: attempt[key] for key in ("requests_per_s", "other_cpu_util")}
-        for attempt in attempts[:-1]
-    ]
-    return final
+        ),
+        name=server.name,
+        retries=args.retries,
+        threshold=args.busy_threshold,
+        quiet_timeout=args.quiet_timeout,
+    )
 
 
 def cpu_per_request(run: dict[str, Any]) -> float:

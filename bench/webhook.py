@@ -188,9 +188,8 @@ def measure(
     rate: float | None = None,
 ) -> dict[str, Any]:
     """One load run; repeated when something else took more than the threshold of the machine."""
-    attempts: list[dict[str, Any]] = []
-    for _ in range(args.retries + 1):
-        quiet = harness.wait_for_quiet(threshold=args.busy_threshold)
+
+    def run_once() -> dict[str, Any]:
         before = services.snapshot()
         busy_before = harness.busy_cpu_seconds()
         started = time.perf_counter()
@@ -227,19 +226,11 @@ def measure(
             ),
             3,
         )
-        result["other_cpu_util_before"] = quiet
-        attempts.append(result)
-        if result["other_cpu_util"] <= args.busy_threshold:
-            break
-        harness.progress(
-            f"  {server.name}: other processes used {result['other_cpu_util']} cores, repeating"
-        )
-    final = attempts[-1]
-    final["discarded_attempts"] = [
-        {key: attempt[key] for key in ("requests_per_s", "other_cpu_util")}
-        for attempt in attempts[:-1]
-    ]
-    return final
+        return result
+
+    return harness.repeat_while_disturbed(
+        run_once, name=server.name, retries=args.retries, threshold=args.busy_threshold
+    )
 
 
 def expected_count(run: dict[str, Any], status: str) -> tuple[int, int]:
