@@ -126,6 +126,31 @@ def summarize_side(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def compare(
+    summary: dict[str, Any], rounds: list[dict[str, Any]], side: str, reference: str, goal: float
+) -> dict[str, Any]:
+    """`side` against `reference`: the ratio of median requests/s (the goal's figure), the ratio
+    of requests per server CPU second (what the throughput ratio would be with each server alone
+    on its core; neighbours disturb it much less) and the spread of the per-round ratios."""
+    ratio = summary[side]["requests_per_s_median"] / summary[reference]["requests_per_s_median"]
+    cpu_ratio = (
+        summary[reference]["server_cpu_us_per_request_median"]
+        / summary[side]["server_cpu_us_per_request_median"]
+    )
+    ratios = [entry["ratio"] for entry in rounds]
+    return {
+        "ratio_of_medians": round(ratio, 3),
+        "cpu_ratio": round(cpu_ratio, 3),
+        "round_ratios": {
+            "median": round(harness.median(ratios), 3),
+            "min": min(ratios),
+            "max": max(ratios),
+        },
+        "goal": goal,
+        "meets_goal": ratio >= goal,
+    }
+
+
 def error_lines(server: harness.ServerProcess) -> list[str]:
     return [
         record.get("message", "")
@@ -187,16 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
 
     summary = {side: summarize_side([entry[side] for entry in rounds]) for side in SIDES}
-    ratio = (
-        summary["botlyne"]["requests_per_s_median"] / summary["reference"]["requests_per_s_median"]
-    )
-    # Requests per server CPU second, Botlyne over reference: what the throughput ratio would be
-    # with each server alone on its core, and much less disturbed by neighbours than it.
-    cpu_ratio = (
-        summary["reference"]["server_cpu_us_per_request_median"]
-        / summary["botlyne"]["server_cpu_us_per_request_median"]
-    )
-    ratios = [entry["ratio"] for entry in rounds]
+    comparison = compare(summary, rounds, "botlyne", "reference", GOAL)
     # Runs still disturbed after every retry: the figure is then only an indication.
     disturbed = [
         f"round {entry['round']} {side}"
@@ -224,15 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": rounds,
         "summary": {
             **summary,
-            "ratio_of_medians": round(ratio, 3),
-            "cpu_ratio": round(cpu_ratio, 3),
-            "round_ratios": {
-                "median": round(harness.median(ratios), 3),
-                "min": min(ratios),
-                "max": max(ratios),
-            },
-            "goal": GOAL,
-            "meets_goal": ratio >= GOAL,
+            **comparison,
             "disturbed_runs": disturbed,
         },
         "servers": {**stopped, "botlyne_error_log_lines": botlyne_errors},
@@ -243,9 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests per CPU second ratio {:.3f}".format(
             summary["botlyne"]["requests_per_s_median"],
             summary["reference"]["requests_per_s_median"],
-            ratio,
+            comparison["ratio_of_medians"],
             GOAL,
-            cpu_ratio,
+            comparison["cpu_ratio"],
         )
     )
     if disturbed:

@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import harness
-from bench.health_throughput import check_body, error_lines, measure, parse_args, summarize_side
+from bench.health_throughput import (
+    check_body,
+    compare,
+    error_lines,
+    measure,
+    parse_args,
+    summarize_side,
+)
 
 GOAL = 0.85
 PATH = "/health/live"
@@ -85,12 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = {side: error_lines(server) for side, server in servers.items()}
 
     summary = {side: summarize_side([entry[side] for entry in rounds]) for side in APPS}
-    ratio = summary["observed"]["requests_per_s_median"] / summary["bare"]["requests_per_s_median"]
-    cpu_ratio = (
-        summary["bare"]["server_cpu_us_per_request_median"]
-        / summary["observed"]["server_cpu_us_per_request_median"]
-    )
-    ratios = [entry["ratio"] for entry in rounds]
+    comparison = compare(summary, rounds, "observed", "bare", GOAL)
     payload = {
         "benchmark": "metrics_overhead",
         "command": command,
@@ -111,16 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": rounds,
         "summary": {
             **summary,
-            "ratio_of_medians": round(ratio, 3),
-            # Requests per CPU second, observed over bare: a busy machine moves it less.
-            "cpu_ratio": round(cpu_ratio, 3),
-            "round_ratios": {
-                "median": round(harness.median(ratios), 3),
-                "min": min(ratios),
-                "max": max(ratios),
-            },
-            "goal": GOAL,
-            "meets_goal": ratio >= GOAL,
+            **comparison,
         },
         "error_log_lines": errors,
     }
@@ -130,9 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CPU per request ratio {:.3f}".format(
             summary["observed"]["requests_per_s_median"],
             summary["bare"]["requests_per_s_median"],
-            ratio,
+            comparison["ratio_of_medians"],
             GOAL,
-            cpu_ratio,
+            comparison["cpu_ratio"],
         )
     )
     return 0
