@@ -40,6 +40,10 @@ def create_redis(settings: Settings) -> Redis | None:
     return Redis(connection_pool=pool)
 
 
+# What a Redis call that did not answer in time raises (our own budget or the socket's).
+TIMEOUTS = (TimeoutError, RedisTimeoutError)
+
+
 class OutageJudge:
     """Decides when failing Redis calls amount to an outage, for the users of Redis that fall
     back to process memory (rate limits, circuit breakers).
@@ -61,7 +65,7 @@ class OutageJudge:
         self._timing_out_since = None
 
     def is_outage(self, exc: BaseException) -> bool:
-        if not isinstance(exc, TimeoutError | RedisTimeoutError):
+        if not isinstance(exc, TIMEOUTS):
             self._timing_out_since = None
             return True
         now = self._clock()

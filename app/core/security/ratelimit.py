@@ -69,9 +69,8 @@ from typing import Any, Final, Literal
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.core.redis import OutageJudge
+from app.core.redis import TIMEOUTS, OutageJudge
 
 __all__ = [
     "GCRA_LUA",
@@ -391,7 +390,7 @@ class FallbackRateLimiter:
             # protocol, script error) must cost the request a memory decision, not a 500.
             except Exception as exc:
                 _raise_if_cancelling(exc)
-                if not isinstance(exc, TimeoutError | RedisTimeoutError):
+                if not isinstance(exc, TIMEOUTS):
                     self._degrade(exc)
                     return self._from_memory(key, checked)
                 timeout = exc
