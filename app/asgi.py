@@ -44,7 +44,7 @@ from app.domain.health.controllers import HealthController, MetricsController
 from app.domain.health.metrics import Metrics
 from app.domain.health.monitor import monitoring
 from app.domain.integrations.controllers import IntegrationController, WebhookController
-from app.domain.integrations.webhook import WebhookGate
+from app.domain.integrations.webhook import WebhookDoor, WebhookGate
 from app.domain.knowledge.controllers import KnowledgeBaseController, QueryController
 from app.domain.maintenance.service import keep_maintaining
 from app.domain.orgs.auth import provide_principal
@@ -227,5 +227,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.metrics = metrics
     # Around the whole application rather than in `middleware=`: Litestar runs those per route,
     # after routing, so a 404 or 405 would carry no request id and go uncounted.
-    app.asgi_handler = RequestObserver(app.asgi_handler, metrics)
+    # The public webhook is answered in front of the router (see `WebhookDoor`), inside the
+    # observer so its requests carry ids and security headers and are counted like the rest.
+    app.asgi_handler = RequestObserver(WebhookDoor(app.asgi_handler, app.state), metrics)
     return app

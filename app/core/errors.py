@@ -6,7 +6,7 @@ class (see `TRIGGER_ERRORS`) so the mapper can tell a business rule from a broke
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -23,6 +23,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.core.logging import Throttled
 from app.core.middleware import CLIENT_GONE
 from app.core.observability import count_error
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
 
 # SQLSTATE → (HTTP status, public detail). Anything not here is a server error.
 SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
@@ -161,3 +164,14 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     OSError: connection_error_handler,
     Exception: internal_error_handler,
 }
+
+
+async def answer_exception(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Answer `exc` as the handlers above do, for a request served outside Litestar's routing
+    (the webhook door)."""
+    handler = next(
+        EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS
+    )
+    request: Request[Any, Any, Any] = Request(scope, receive, send)
+    response = handler(request, exc)
+    await response.to_asgi_response(app=None, request=request)(scope, receive, send)

@@ -49,6 +49,15 @@ Degradation
     loosens limits instead of failing webhook deliveries. A caller's cancellation always
     wins over the fallback, even when it arrives as the Redis call times out.
 
+Deciding first, sharing afterwards
+    :class:`LocalFirstLimiter` serves a limit that must not cost a Redis round trip per request
+    (the webhook's failed-attempt limit: a flood of bad signatures should be cheap to refuse).
+    It decides from an in-process GCRA and from what Redis last said about the key, and every
+    ``interval`` sends the hits it admitted to Redis in one script call (``GCRA_ADD_LUA``, the
+    same keys and TAT format as ``GCRA_LUA``), which answers how long each key is blocked for
+    every process. One process alone is exact; several admit together at most what the others
+    admitted within one interval more.
+
 Headers
     :func:`policy_header` and :func:`ratelimit_header` render the structured-field form
     of the IETF httpapi RateLimit headers draft, ``RateLimit-Policy: "minute";q=60;w=60``
@@ -59,6 +68,7 @@ Headers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import OrderedDict
@@ -73,11 +83,13 @@ from redis.exceptions import MaxConnectionsError
 from app.core.redis import TIMEOUTS, OutageJudge
 
 __all__ = [
+    "GCRA_ADD_LUA",
     "GCRA_LUA",
     "Decision",
     "FallbackRateLimiter",
     "Limit",
     "LimitStatus",
+    "LocalFirstLimiter",
     "MemoryRateLimiter",
     "Mode",
     "RedisRateLimiter",
@@ -244,6 +256,30 @@ return result
 """
 
 
+# KEYS[i]: one key per client, all under one limit. ARGV[1], ARGV[2]: its emission interval and
+# burst tolerance in microseconds; ARGV[i + 2]: the hits counted for KEYS[i] since the last call
+# (already admitted, so they are added whatever the state; TAT never runs further ahead than a
+# full burst). Returns, per key, microseconds until its next hit is allowed (0: allowed now).
+GCRA_ADD_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local waits = {}
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if not tat or tat < now then
+    tat = now
+  end
+  tat = math.min(tat + interval * tonumber(ARGV[i + 2]), now + tau)
+  local ttl_ms = math.max(1, math.ceil((tat - now) / 1000))
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
+  waits[i] = math.max(0, tat + interval - now - tau)
+end
+return waits
+"""
+
+
 class RedisRateLimiter:
     """GCRA shared by all app instances; one atomic script call per ``hit``."""
 
@@ -253,6 +289,7 @@ class RedisRateLimiter:
         # register_script sends EVALSHA and transparently loads the script on NOSCRIPT
         # (e.g. after a Redis restart or SCRIPT FLUSH).
         self._script = redis.register_script(GCRA_LUA)
+        self._add_script = redis.register_script(GCRA_ADD_LUA)
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -261,6 +298,7 @@ class RedisRateLimiter:
         """Open up to `connections` client connections at once and load the script."""
         await asyncio.gather(*(self._redis.ping() for _ in range(connections)))
         await self._redis.script_load(GCRA_LUA)
+        await self._redis.script_load(GCRA_ADD_LUA)
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         checked = _validate(key, limits)
@@ -272,6 +310,17 @@ class RedisRateLimiter:
         if not isinstance(reply, list) or len(reply) != len(checked) + 1:
             raise RuntimeError(f"unexpected reply from rate-limit script: {reply!r}")
         return _build_decision(checked, int(reply[0]) == 1, [int(v) for v in reply[1:]])
+
+    async def add(self, limit: Limit, counts: dict[str, int]) -> dict[str, int]:
+        """Add hits already admitted elsewhere; per key, microseconds until the next is allowed."""
+        keys = list(counts)
+        reply: Any = await self._add_script(
+            keys=[f"{self._prefix}{limit.name}:{key}" for key in keys],
+            args=[limit.interval_us, limit.tolerance_us, *counts.values()],
+        )
+        if not isinstance(reply, list) or len(reply) != len(keys):
+            raise RuntimeError(f"unexpected reply from rate-limit script: {reply!r}")
+        return {key: int(wait) for key, wait in zip(keys, reply, strict=True)}
 
 
 class MemoryRateLimiter:
@@ -435,13 +484,116 @@ class FallbackRateLimiter:
         except Exception as exc:
             _raise_if_cancelling(exc)
             return None
+        self._recovered()
+        return decision
+
+    def _recovered(self) -> None:
         self._mode = "redis"
         logger.info(
             "rate limiter: Redis reachable again; back to shared limits "
             "({} decisions were served from memory so far)",
             self._fallback_decisions,
         )
+
+    async def share(self, limit: Limit, counts: dict[str, int]) -> dict[str, int] | None:
+        """Add hits admitted in process to the shared state (see `LocalFirstLimiter`); per key,
+        microseconds until its next hit is allowed. None when Redis is absent or unavailable: the
+        counts are dropped and the limit holds per process. Degraded, a call at most once per
+        `probe_interval` is the probe."""
+        remote = self._remote
+        if remote is None or not counts:
+            return None
+        probing = self._mode == "memory"
+        if probing:
+            if self._clock() < self._next_probe:
+                return None
+            self._next_probe = self._clock() + self._probe_interval
+        try:
+            async with asyncio.timeout(self._timeout):
+                waits = await remote.add(limit, counts)
+        except Exception as exc:
+            _raise_if_cancelling(exc)
+            if not probing and (not isinstance(exc, TIMEOUTS) or self._judge.is_outage(exc)):
+                self._degrade(exc)
+            return None
+        self._judge.answered()
+        if probing:
+            self._recovered()
+        return waits
+
+
+class LocalFirstLimiter:
+    """One limit decided in process at once and shared through Redis afterwards (see the module
+    docstring): a hit costs no I/O. Keys are bounded like `MemoryRateLimiter`'s; `aclose()`
+    stops the background sharing."""
+
+    def __init__(
+        self,
+        limiter: FallbackRateLimiter,
+        limit: Limit,
+        *,
+        interval: float = 0.05,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limiter = limiter
+        self._limits = (limit,)
+        self._interval = interval
+        self._max_keys = max_keys
+        self._clock = clock
+        self._memory = MemoryRateLimiter(max_keys, clock=clock)
+        # Hits admitted here since the last report, and keys Redis said are blocked (until when).
+        self._counts: dict[str, int] = {}
+        self._blocked: OrderedDict[str, float] = OrderedDict()
+        self._waiting = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def limit(self) -> Limit:
+        return self._limits[0]
+
+    def hit(self, key: str) -> Decision:
+        now = self._clock()
+        until = self._blocked.get(key)
+        if until is not None:
+            if until > now:
+                # Blocked by the shared state: rejected as the Redis script would have.
+                limit = self.limit
+                wait = round((until - now) * _US)
+                offset = wait - limit.interval_us + limit.tolerance_us
+                return _build_decision(self._limits, False, [offset])
+            del self._blocked[key]
+        decision = self._memory.hit_now(key, self._limits)
+        if decision.allowed:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+            self._waiting.set()
         return decision
+
+    async def _run(self) -> None:
+        while True:
+            await self._waiting.wait()
+            await asyncio.sleep(self._interval)
+            self._waiting.clear()
+            counts, self._counts = self._counts, {}
+            waits = await self._limiter.share(self.limit, counts)
+            if not waits:
+                continue
+            now = self._clock()
+            for key, wait in waits.items():
+                if wait > 0:
+                    self._blocked[key] = now + wait / _US
+                    self._blocked.move_to_end(key)
+            while len(self._blocked) > self._max_keys:
+                self._blocked.popitem(last=False)
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _raise_if_cancelling(exc: Exception) -> None:

@@ -66,10 +66,10 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from secrets import token_bytes
-from typing import Final, Literal
+from typing import Final, Literal, TypeAlias
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -142,13 +142,16 @@ class VerifiedSignature:
     secret_index: int
 
 
+# The request's headers: a mapping, or the (name, value) pairs as sent, repeats included.
+Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
+
 # A header present several times: distinct from "absent" so it can be rejected.
 _AMBIGUOUS: Final = object()
 
 
-def _collect_headers(headers: Mapping[str, str]) -> dict[str, object]:
+def _collect_headers(headers: Headers) -> dict[str, object]:
     found: dict[str, object] = {}
-    for name, value in headers.items():
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
         # Non-ASCII names are skipped: str.lower() maps e.g. KELVIN SIGN to "k", which
         # would let an odd spelling of "webhook-id" count as the real header.
         if not isinstance(name, str) or not name.isascii():
@@ -309,7 +312,7 @@ def _verify_standard(
 
 
 def verify_signature(
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
     secrets: Sequence[str],
     *,

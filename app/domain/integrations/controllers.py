@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
@@ -155,4 +155,11 @@ class WebhookController(Controller):
     async def receive_webhook(
         self, request: Request[Any, Any, Any], state: State, integration_id: FromPath[str]
     ) -> Response[WebhookAccepted]:
-        return await state.webhook_gate.handle(request, integration_id)
+        # `WebhookDoor` answers the canonical path before routing; this serves the rest.
+        reply = await state.webhook_gate.handle(request.scope, request.receive, integration_id)
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            media_type=MediaType.JSON,
+            headers={name.decode(): value.decode() for name, value in reply.headers},
+        )
