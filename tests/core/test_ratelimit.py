@@ -21,6 +21,7 @@ from app.core.security.ratelimit import (
     Decision,
     FallbackRateLimiter,
     Limit,
+    LocalFirstLimiter,
     MemoryRateLimiter,
     RedisRateLimiter,
     policy_header,
@@ -480,3 +481,70 @@ async def test_fallback_recovers_when_redis_returns(
     assert limiter.fallback_decisions == 2
     assert len(levels(log_records, "WARNING")) == 1
     assert len(levels(log_records, "INFO")) == 1
+
+
+# --- local first, shared afterwards --------------------------------------------------
+
+
+async def settle() -> None:
+    """Let the limiters' background reports reach Redis and come back."""
+    await asyncio.sleep(0.2)
+
+
+async def test_local_first_alone_is_exact_without_redis() -> None:
+    limiter = LocalFirstLimiter(FallbackRateLimiter(None), Limit("failures", 20, 60))
+    try:
+        refusals = [limiter.refuse("ip") for _ in range(25)]
+        assert [refusal is None for refusal in refusals] == [True] * 20 + [False] * 5
+        refusal = refusals[-1]
+        assert refusal is not None and not refusal.allowed
+        assert refusal.retry_after == 3  # one emission interval of 20/min
+        assert limiter.refuse("another ip") is None
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("real_redis")
+async def test_local_first_replicas_share_their_counts(key_prefix: str, redis_url: str) -> None:
+    """Two processes' limiters on one Redis. A key new to the second gets that process's own
+    burst; once both have reported, what they admitted beyond the limit together makes the key
+    wait everywhere, in the state the per-request limiter reads as well."""
+    clients = [Redis.from_url(redis_url) for _ in range(2)]
+    shared = [FallbackRateLimiter(client, prefix=key_prefix) for client in clients]
+    limit = Limit("failures", 20, 60)  # one hit back every 3 s
+    first, second = (LocalFirstLimiter(fallback, limit, interval=0.01) for fallback in shared)
+    try:
+        assert all(first.refuse("ip") is None for _ in range(15))
+        await settle()
+        assert all(second.refuse("ip") is None for _ in range(20))
+        await settle()  # 35 admitted of 20: 15 over, 45 s of waiting
+        refusal = second.refuse("ip")
+        assert refusal is not None and refusal.retry_after is not None
+        assert 40 <= refusal.retry_after <= 48
+        # The first knows as soon as its next report comes back.
+        first.refuse("ip")
+        await settle()
+        assert first.refuse("ip") is not None
+        assert not (await shared[0].hit("ip", [limit])).allowed
+        assert first.refuse("another ip") is None
+    finally:
+        for limiter in (first, second):
+            await limiter.aclose()
+        for client in clients:
+            await client.aclose()
+
+
+async def test_local_first_holds_per_process_when_redis_is_away(log_records: list[Any]) -> None:
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0))
+    fallback = FallbackRateLimiter(dead, prefix=f"test:rl:{uuid.uuid4().hex}:")
+    limiter = LocalFirstLimiter(fallback, Limit("failures", 20, 60), interval=0.01)
+    try:
+        assert sum(limiter.refuse("ip") is None for _ in range(10)) == 10
+        await settle()  # the report fails: Redis is away, say so once
+        assert fallback.mode == "memory"
+        assert sum(limiter.refuse("ip") is None for _ in range(20)) == 10
+        assert len(levels(log_records, "WARNING")) == 1
+    finally:
+        await limiter.aclose()
+        await dead.aclose()

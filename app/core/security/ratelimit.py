@@ -54,9 +54,11 @@ Deciding first, sharing afterwards
     (the webhook's failed-attempt limit: a flood of bad signatures should be cheap to refuse).
     It decides from an in-process GCRA and from what Redis last said about the key, and every
     ``interval`` sends the hits it admitted to Redis in one script call (``GCRA_ADD_LUA``, the
-    same keys and TAT format as ``GCRA_LUA``), which answers how long each key is blocked for
-    every process. One process alone is exact; several admit together at most what the others
-    admitted within one interval more.
+    same keys and TAT format as ``GCRA_LUA``), which answers how long each key now waits
+    across all processes. One process alone is exact. Several: a key new to a process can get
+    that process's own burst before the shared count reaches it (one interval); what they
+    admit together beyond the limit then makes the key wait that much longer everywhere, so
+    over time they admit the limit together.
 
 Headers
     :func:`policy_header` and :func:`ratelimit_header` render the structured-field form
@@ -257,9 +259,10 @@ return result
 
 
 # KEYS[i]: one key per client, all under one limit. ARGV[1], ARGV[2]: its emission interval and
-# burst tolerance in microseconds; ARGV[i + 2]: the hits counted for KEYS[i] since the last call
-# (already admitted, so they are added whatever the state; TAT never runs further ahead than a
-# full burst). Returns, per key, microseconds until its next hit is allowed (0: allowed now).
+# burst tolerance in microseconds; ARGV[i + 2]: the hits counted for KEYS[i] since the last call.
+# They were admitted already, so they are added whatever the state: TAT then runs ahead of a full
+# burst by what the processes admitted together beyond the limit, and that is how long the key
+# waits. Returns, per key, microseconds until its next hit is allowed (0: allowed now).
 GCRA_ADD_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -271,8 +274,8 @@ for i = 1, #KEYS do
   if not tat or tat < now then
     tat = now
   end
-  tat = math.min(tat + interval * tonumber(ARGV[i + 2]), now + tau)
-  local ttl_ms = math.max(1, math.ceil((tat - now) / 1000))
+  tat = tat + interval * tonumber(ARGV[i + 2])
+  local ttl_ms = math.ceil((tat - now) / 1000)
   redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
   waits[i] = math.max(0, tat + interval - now - tau)
 end
@@ -348,6 +351,12 @@ class MemoryRateLimiter:
     def hit_now(self, key: str, limits: Sequence[Limit]) -> Decision:
         """Synchronous ``hit``: no await inside, so it is atomic within an event loop."""
         checked = _validate(key, limits)
+        allowed, offsets = self.apply(key, checked)
+        return _build_decision(checked, allowed, offsets)
+
+    def apply(self, key: str, limits: tuple[Limit, ...]) -> tuple[bool, list[int]]:
+        """Decide and record a hit on validated `limits`: whether it is allowed, and per limit
+        TAT - now (what `_build_decision` reads), without building the decision."""
         now = round(self._clock() * _US)
         entry = self._entries.get(key)
         if entry is None:
@@ -355,13 +364,13 @@ class MemoryRateLimiter:
             self._entries[key] = entry
         else:
             self._entries.move_to_end(key)
-        allowed, tats = _gcra(now, [entry.get(limit.name) for limit in checked], checked)
+        allowed, tats = _gcra(now, [entry.get(limit.name) for limit in limits], limits)
         if allowed:
-            for limit, tat in zip(checked, tats, strict=True):
+            for limit, tat in zip(limits, tats, strict=True):
                 entry[limit.name] = tat
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
-        return _build_decision(checked, allowed, [tat - now for tat in tats])
+        return allowed, [tat - now for tat in tats]
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         return self.hit_now(key, limits)
@@ -552,24 +561,26 @@ class LocalFirstLimiter:
     def limit(self) -> Limit:
         return self._limits[0]
 
-    def hit(self, key: str) -> Decision:
-        now = self._clock()
+    def refuse(self, key: str) -> Decision | None:
+        """Count a hit on `key`: None when it is allowed, else the refusal (for its headers)."""
         until = self._blocked.get(key)
         if until is not None:
+            now = self._clock()
             if until > now:
-                # Blocked by the shared state: rejected as the Redis script would have.
+                # Blocked by the shared state: refused as the Redis script would have.
                 limit = self.limit
                 wait = round((until - now) * _US)
                 offset = wait - limit.interval_us + limit.tolerance_us
                 return _build_decision(self._limits, False, [offset])
             del self._blocked[key]
-        decision = self._memory.hit_now(key, self._limits)
-        if decision.allowed:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            if self._task is None:
-                self._task = asyncio.get_running_loop().create_task(self._run())
-            self._waiting.set()
-        return decision
+        allowed, offsets = self._memory.apply(key, self._limits)
+        if not allowed:
+            return _build_decision(self._limits, False, offsets)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._waiting.set()
+        return None
 
     async def _run(self) -> None:
         while True:

@@ -76,6 +76,7 @@ __all__ = [
     "MAX_SIGNATURE_LEN",
     "MAX_TIMESTAMP_LEN",
     "MAX_WEBHOOK_ID_LEN",
+    "SIGNATURE_HEADERS",
     "Reason",
     "SignatureError",
     "VerifiedSignature",
@@ -103,7 +104,10 @@ _H_TIMESTAMP: Final = "x-timestamp"
 _H_WH_ID: Final = "webhook-id"
 _H_WH_TIMESTAMP: Final = "webhook-timestamp"
 _H_WH_SIGNATURE: Final = "webhook-signature"
-_WANTED: Final = frozenset({_H_SIGNATURE, _H_TIMESTAMP, _H_WH_ID, _H_WH_TIMESTAMP, _H_WH_SIGNATURE})
+# The headers either scheme reads (lower-case).
+SIGNATURE_HEADERS: Final = frozenset(
+    {_H_SIGNATURE, _H_TIMESTAMP, _H_WH_ID, _H_WH_TIMESTAMP, _H_WH_SIGNATURE}
+)
 
 _WHSEC_PREFIX: Final = "whsec_"
 _DIGEST_SIZE: Final = hashlib.sha256().digest_size
@@ -157,7 +161,7 @@ def _collect_headers(headers: Headers) -> dict[str, object]:
         if not isinstance(name, str) or not name.isascii():
             continue
         key = name.lower()
-        if key not in _WANTED:
+        if key not in SIGNATURE_HEADERS:
             continue
         if key in found or not isinstance(value, str):
             found[key] = _AMBIGUOUS
@@ -213,7 +217,8 @@ def _standard_keys(secret: str) -> list[bytes]:
 
 
 def _mac(key: bytes, content: bytes) -> bytes:
-    return hmac.new(key, content, hashlib.sha256).digest()
+    # The one-shot form runs in OpenSSL without building HMAC objects: several times faster.
+    return hmac.digest(key, content, "sha256")
 
 
 def _verify_hmac(

@@ -70,7 +70,7 @@ from app.core.security.ratelimit import (
     policy_header,
     ratelimit_header,
 )
-from app.core.security.signatures import SignatureError, verify_signature
+from app.core.security.signatures import SIGNATURE_HEADERS, SignatureError, verify_signature
 from app.domain.integrations.repository import (
     EventRecord,
     EventWriter,
@@ -139,10 +139,24 @@ def rejection_body(status_code: int, reason: str) -> bytes:
     )
 
 
+# A client's address, and as text (what events record and failures are counted by).
+ClientIp = tuple[Address | None, str | None]
+_NO_IP: ClientIp = (None, None)
+# The request headers the checks read: the signature schemes', the body's, the forwarding one.
+_READ_HEADERS = frozenset(
+    name.encode()
+    for name in (*SIGNATURE_HEADERS, "content-length", "content-type", "x-forwarded-for")
+)
+
+
+def _client_ip(address: Address | None) -> ClientIp:
+    return (address, str(address)) if address is not None else _NO_IP
+
+
 @lru_cache(maxsize=4096)
-def peer_address(host: str) -> Address | None:
+def peer_address(host: str) -> ClientIp:
     """The socket peer's address, parsed once per distinct peer rather than per request."""
-    return resolve_client_ip(host, None, ())
+    return _client_ip(resolve_client_ip(host, None, ()))
 
 
 class ClientGone(Exception):
@@ -260,8 +274,8 @@ class WebhookGate:
             ),
         )
         self.event_writer = EventWriter(pool)
-        # integration id -> (monotonic expiry, configuration or None for an unknown id)
-        self._configs: dict[uuid.UUID, tuple[float, Prepared | None]] = {}
+        # canonical integration id -> (monotonic expiry, configuration or None for an unknown id)
+        self._configs: dict[str, tuple[float, Prepared | None]] = {}
 
     @classmethod
     async def open(
@@ -302,25 +316,35 @@ class WebhookGate:
             policy_bytes=policy_header(limits).encode(),
         )
 
-    async def config(self, integration_id: uuid.UUID) -> Prepared | None:
-        """The integration's configuration, from the cache when it is fresh enough."""
+    async def config(self, integration_id: str) -> Prepared | None:
+        """The configuration of the integration `integration_id` names (None: no such
+        integration), from the cache when it is fresh enough. The cache is keyed by the id's
+        canonical spelling, which is also how a path that spells it so is looked up first."""
         now = time.monotonic()
         cached = self._configs.get(integration_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is None or cached[0] <= now:
+            try:
+                key = str(uuid.UUID(integration_id))
+            except ValueError:
+                return None
+            cached = self._configs.get(key)
+            if cached is None or cached[0] <= now:
+                cached = (now + CONFIG_CACHE_SECONDS, await self._read(key))
+                self._configs.pop(key, None)
+                if len(self._configs) >= CONFIG_CACHE_MAX_ENTRIES:
+                    # Unknown ids are cached too, so a flood of them is bounded: drop the oldest.
+                    del self._configs[next(iter(self._configs))]
+                self._configs[key] = cached
+        return cached[1]
+
+    async def _read(self, integration_id: str) -> Prepared | None:
         async with self.pool.acquire() as connection:
-            target = await WebhookRepository(connection).target(integration_id)
-        prepared = self.prepare(target) if target is not None else None
-        self._configs.pop(integration_id, None)
-        if len(self._configs) >= CONFIG_CACHE_MAX_ENTRIES:
-            # Unknown ids are cached too, so a flood of them is bounded: drop the oldest.
-            del self._configs[next(iter(self._configs))]
-        self._configs[integration_id] = (now + CONFIG_CACHE_SECONDS, prepared)
-        return prepared
+            target = await WebhookRepository(connection).target(uuid.UUID(integration_id))
+        return self.prepare(target) if target is not None else None
 
     def forget(self, integration_id: uuid.UUID) -> None:
         """The integration changed through this process: read it again on its next delivery."""
-        self._configs.pop(integration_id, None)
+        self._configs.pop(str(integration_id), None)
 
     async def aclose(self) -> None:
         await self.failures.aclose()
@@ -331,18 +355,18 @@ class WebhookGate:
         """Answer one delivery to `integration_id` (the path segment as sent); raises only
         what the application's error mapper answers (the database away, the client gone)."""
         attempt = _Attempt(self, scope, receive)
-        try:
-            target_id = uuid.UUID(integration_id)
-        except ValueError:
-            return attempt.reject(None, HTTP_404_NOT_FOUND, "unknown_integration")
-        return await attempt.run(await self.config(target_id))
+        return await attempt.run(await self.config(integration_id))
 
-    def client_ip(self, scope: Scope, forwarded: list[str]) -> Address | None:
+    def client_ip(self, scope: Scope, forwarded: list[str]) -> ClientIp:
         peer = scope.get("client")
         host = peer[0] if peer else None
-        if not self.trusted_proxies or host is None:
-            return peer_address(host) if host else None
-        return resolve_client_ip(host, ",".join(forwarded) or None, self.trusted_proxies)
+        if host is None:
+            return _NO_IP
+        if not self.trusted_proxies:
+            return peer_address(host)
+        return _client_ip(
+            resolve_client_ip(host, ",".join(forwarded) or None, self.trusted_proxies)
+        )
 
 
 class _Attempt:
@@ -352,13 +376,15 @@ class _Attempt:
         self.gate = gate
         self.receive = receive
         self.started = time.perf_counter()
-        # The request's headers as sent, names lower-case (ASGI), values decoded like Litestar's.
+        # The headers the checks read, repeats included, decoded like Litestar's (names are
+        # lower-case in ASGI).
         self.raw_headers: list[tuple[str, str]] = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name in _READ_HEADERS
         ]
         forwarded = [value for name, value in self.raw_headers if name == "x-forwarded-for"]
-        self.client_ip = gate.client_ip(scope, forwarded)
-        self.client_ip_text = str(self.client_ip) if self.client_ip is not None else None
+        self.client_ip, self.client_ip_text = gate.client_ip(scope, forwarded)
         self.headers: Headers = []
 
     def header(self, name: str) -> str | None:
@@ -405,10 +431,10 @@ class _Attempt:
                 tolerance=gate.settings.webhook_timestamp_tolerance_seconds,
             )
         except SignatureError as exc:
-            failures = gate.failures.hit(f"fail:{self.client_ip_text}")
-            gate.metrics.count_rate_limit("failed_attempts", failures.allowed)
-            if not failures.allowed:
-                self.retry_after(failures)
+            refusal = gate.failures.refuse(f"fail:{self.client_ip_text}")
+            gate.metrics.count_rate_limit("failed_attempts", refusal is None)
+            if refusal is not None:
+                self.retry_after(refusal)
                 return self.reject(target, HTTP_429_TOO_MANY_REQUESTS, "too_many_failures")
             return self.reject(target, HTTP_401_UNAUTHORIZED, exc.reason)
 
