@@ -25,7 +25,13 @@ from loguru import logger
 from app.config import Settings, load_settings
 from app.core.db import create_engine, create_sessionmaker, provide_db_session
 from app.core.errors import EXCEPTION_HANDLERS
-from app.core.events import EventBus, channels_backend, create_events_redis
+from app.core.events import (
+    EventBus,
+    channels_backend,
+    channels_publisher,
+    create_events_redis,
+    redis_publisher,
+)
 from app.core.logging import configure_logging
 from app.core.middleware import RequestObserver
 from app.core.migrations import database_url_for, upgrade
@@ -126,8 +132,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level, settings.enable_structured_logging)
     # Built now (no I/O until start-up): Redis pub/sub when configured, else in memory.
     events_redis = create_events_redis(settings)
+    backend = channels_backend(events_redis)
     channels = ChannelsPlugin(
-        channels_backend(events_redis),
+        backend,
         arbitrary_channels_allowed=True,
         # A client that stops reading loses its oldest events, not the server its memory.
         subscriber_max_backlog=1000,
@@ -148,7 +155,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         resilience_manager.configure(settings, redis)
         app.state.http = http = create_http_client()
         app.state.gemini = gemini = GeminiGateway(settings)
-        app.state.events = events = EventBus(channels.wait_published, engine)
+        publisher = (
+            redis_publisher(events_redis)
+            if events_redis is not None
+            else channels_publisher(backend)
+        )
+        app.state.events = events = EventBus(publisher, engine)
         events.bind(sessionmaker)
         app.state.presence = presence = Presence(redis, settings.presence_grace_seconds)
         app.state.read_marks = ReadMarks(redis)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +48,14 @@ if TYPE_CHECKING:
 ORG_WIDE = frozenset({"queue.changed", "agent.status"})
 PUBLISH_TIMEOUT_SECONDS = 1.0
 BACKLOG_LIMIT = 10_000
+# Events published in one round trip at most, by the background publisher.
+PUBLISH_BATCH = 200
 _SESSION_KEY = "botlyne.events"
 _PENDING_KEY = "botlyne.events.pending"
 
-Publisher = Callable[[bytes, list[str]], Awaitable[None]]
+# Publishes a batch of encoded events, each to its channels, in one go.
+Publisher = Callable[[Sequence[tuple[bytes, list[str]]]], Awaitable[None]]
+Event = tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]
 
 _QUEUE_SNAPSHOT = text(
     "SELECT count(*) AS depth, min(enqueued_at) AS oldest, now() AS now "
@@ -101,9 +105,7 @@ class EventBus:
         self._publisher = publisher
         # Used only to read the queue's depth for `queue.changed`, after the change committed.
         self._engine = engine
-        self._backlog: deque[
-            tuple[list[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]], list[uuid.UUID]]
-        ] = deque()
+        self._backlog: deque[tuple[list[Event], list[uuid.UUID]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
         self._overflowing = False
@@ -122,27 +124,26 @@ class EventBus:
         self, org_id: uuid.UUID, event: Mapping[str, Any], agent_id: uuid.UUID | None = None
     ) -> None:
         """Publish now; never raises."""
-        if not self.enabled:
+        await self._publish([(org_id, event, agent_id)])
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        if not self.enabled or not events:
             return
         assert self._publisher is not None
-        kind = str(event["type"])
-        envelope = {
-            "type": kind,
-            "id": uuid.uuid4().hex,
-            "at": datetime.now(UTC),
-            "org_id": org_id,
-            **{key: value for key, value in event.items() if key != "type"},
-        }
         try:
-            data = msgspec.json.encode(envelope)
+            batch = [
+                (msgspec.json.encode(_envelope(org_id, event)), channels_for(org_id, kind, agent))
+                for org_id, event, agent in events
+                for kind in (str(event["type"]),)
+            ]
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                await self._publisher(data, channels_for(org_id, kind, agent_id))
+                await self._publisher(batch)
         except Exception as exc:
             if self._closed:
                 return
-            log = logger.bind(component="events", event_type=kind)
+            log = logger.bind(component="events", event_type=str(events[0][1]["type"]))
             if self._failing:
-                log.debug("event not published: {}: {}", type(exc).__name__, exc)
+                log.debug("events not published: {}: {}", type(exc).__name__, exc)
             else:
                 self._failing = True
                 log.warning(
@@ -176,16 +177,16 @@ class EventBus:
         )
 
     def publish_soon(
-        self,
-        events: Iterable[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]] = (),
-        queue_orgs: Iterable[uuid.UUID] = (),
+        self, events: Iterable[Event] = (), queue_orgs: Iterable[uuid.UUID] = ()
     ) -> None:
         """Publish in the background, in order, without making the caller wait.
 
-        One background task publishes everything handed over, one event after another, so a
-        busy process publishes over one Redis connection instead of opening one per event in
-        flight. At most `BACKLOG_LIMIT` batches wait; past that the oldest are dropped (events
-        are at most once anyway, and a Redis that stalls must not grow the process)."""
+        One background task publishes everything handed over: the events waiting when it
+        comes round, up to `PUBLISH_BATCH`, in one round trip, then the queues of those
+        batches, each once. A busy process thus publishes over one Redis connection and pays
+        one round trip for many events, instead of one per event. At most `BACKLOG_LIMIT`
+        batches wait; past that the oldest are dropped (events are at most once anyway, and a
+        Redis that stalls must not grow the process)."""
         events, queue_orgs = list(events), list(queue_orgs)
         if not self.enabled or not (events or queue_orgs):
             return
@@ -207,9 +208,13 @@ class EventBus:
     async def _drain(self) -> None:
         try:
             while self._backlog:
-                events, queue_orgs = self._backlog.popleft()
-                for org_id, event, agent_id in events:
-                    await self.publish(org_id, event, agent_id)
+                events: list[Event] = []
+                queue_orgs: dict[uuid.UUID, None] = {}
+                while self._backlog and len(events) < PUBLISH_BATCH:
+                    more, orgs = self._backlog.popleft()
+                    events += more
+                    queue_orgs.update(dict.fromkeys(orgs))
+                await self._publish(events)
                 for org_id in queue_orgs:
                     await self.publish_queue_changed(org_id)
         finally:
@@ -227,12 +232,22 @@ class EventBus:
         self._closed = True
 
 
+def _envelope(org_id: uuid.UUID, event: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": event["type"],
+        "id": uuid.uuid4().hex,
+        "at": datetime.now(UTC),
+        "org_id": org_id,
+        **{key: value for key, value in event.items() if key != "type"},
+    }
+
+
 class _Pending:
     """Events raised in a session's transaction, published when it commits."""
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
-        self.events: list[tuple[uuid.UUID, Mapping[str, Any], uuid.UUID | None]] = []
+        self.events: list[Event] = []
         self.queue_orgs: dict[uuid.UUID, None] = {}
 
     def after_commit(self, _session: Session) -> None:
@@ -322,5 +337,24 @@ def channels_backend(redis: Redis | None) -> ChannelsBackend:
 
 
 def redis_publisher(redis: Redis) -> Publisher:
-    """Publish straight to Redis, for processes that only raise events (`botlyne worker`)."""
-    return ResilientRedisPubSubBackend(redis=redis).publish
+    """Publish straight to Redis pub/sub: a batch is one pipelined round trip of PUBLISH
+    commands (what the channels' Redis backend subscribes to)."""
+
+    async def publish(batch: Sequence[tuple[bytes, list[str]]]) -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for data, channels in batch:
+                for channel in channels:
+                    pipe.publish(channel, data)
+            await pipe.execute()
+
+    return publish
+
+
+def channels_publisher(backend: ChannelsBackend) -> Publisher:
+    """Publish through a channels backend, one event after another (the in-memory one)."""
+
+    async def publish(batch: Sequence[tuple[bytes, list[str]]]) -> None:
+        for data, channels in batch:
+            await backend.publish(data, channels)
+
+    return publish
