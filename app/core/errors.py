@@ -1,6 +1,7 @@
 """The one error mapper: every exception becomes Litestar's JSON error shape, never a stack trace.
 
-Database errors map by SQLSTATE. Triggers that raise on purpose use their own codes in the `BL`
+Database errors map by SQLSTATE, whether they come through SQLAlchemy or straight from asyncpg
+(the webhook's own pool). Triggers that raise on purpose use their own codes in the `BL`
 class (see `TRIGGER_ERRORS`) so the mapper can tell a business rule from a broken constraint.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
@@ -59,8 +61,12 @@ CLIENT_CLOSED_REQUEST = 499
 _unavailable_log = Throttled()
 
 
-def sqlstate_of(exc: DBAPIError) -> str | None:
-    orig = exc.orig
+def _driver_error(exc: DBAPIError | asyncpg.PostgresError) -> BaseException | None:
+    return exc.orig if isinstance(exc, DBAPIError) else exc
+
+
+def sqlstate_of(exc: DBAPIError | asyncpg.PostgresError) -> str | None:
+    orig = _driver_error(exc)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code if isinstance(code, str) else None
 
@@ -69,6 +75,9 @@ def database_unavailable(exc: BaseException) -> bool:
     """Connection-level trouble (the database is away), as opposed to a statement it refused."""
     if isinstance(exc, OSError):  # refused or reset while connecting
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        code = sqlstate_of(exc)
+        return code is not None and code.startswith(UNAVAILABLE_CLASSES)
     if not isinstance(exc, DBAPIError):
         return False
     code = sqlstate_of(exc)
@@ -92,11 +101,13 @@ def unavailable(detail: str = "The database is unavailable, retry shortly") -> R
     return _error(HTTP_503_SERVICE_UNAVAILABLE, detail, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+def database_error_handler(
+    request: Request[Any, Any, Any], exc: DBAPIError | asyncpg.PostgresError
+) -> Response[Any]:
     code = sqlstate_of(exc)
     if code in TRIGGER_ERRORS:
         # The trigger's MESSAGE is written for users; PostgreSQL prefixes nothing to it.
-        message = str(getattr(exc.orig, "args", [""])[0]).split("\n", 1)[0]
+        message = str(getattr(_driver_error(exc), "args", [""])[0]).split("\n", 1)[0]
         return _error(TRIGGER_ERRORS[code], message.rsplit(": ", 1)[-1])
     if code in SQLSTATE_ERRORS:
         status, detail = SQLSTATE_ERRORS[code]
@@ -105,7 +116,7 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     if code is not None and code.startswith(DATA_EXCEPTION_CLASS):
         return _error(HTTP_422_UNPROCESSABLE_ENTITY, "A value cannot be stored as given")
     if database_unavailable(exc):
-        _unavailable_log.warning("database unavailable: {}", type(exc.orig).__name__)
+        _unavailable_log.warning("database unavailable: {}", type(_driver_error(exc)).__name__)
         return unavailable()
     return internal_error_handler(request, exc)
 
@@ -159,6 +170,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: validation_error_handler,
     HTTPException: http_error_handler,
     DBAPIError: database_error_handler,
+    asyncpg.PostgresError: database_error_handler,
     PoolTimeoutError: connection_error_handler,
     ConnectionError: connection_error_handler,
     OSError: connection_error_handler,
