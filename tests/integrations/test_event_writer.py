@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 from sqlalchemy import text
@@ -45,3 +46,24 @@ async def test_attempts_wait_out_a_database_outage(clean_db: AsyncEngine) -> Non
             await connection.execute(text("SELECT reason FROM integration_events ORDER BY id"))
         ).scalars()
         assert list(reasons) == ["invalid_signature", "stale_timestamp", "not_json"]
+
+
+async def test_past_max_pending_the_oldest_rows_are_dropped(
+    clean_db: AsyncEngine, log_records: list[Any]
+) -> None:
+    _, connect = clean_db.dialect.create_connect_args(clean_db.url)
+    pool = await create_pool(connect, 2)
+    writer = EventWriter(pool, interval=10, max_pending=3)
+    try:
+        for number in range(5):
+            writer.add(EventRecord("rejected", 401, f"reason-{number}", "203.0.113.9", 1.0))
+        await writer.aclose()
+    finally:
+        await pool.close()
+    async with clean_db.connect() as connection:
+        reasons = (
+            await connection.execute(text("SELECT reason FROM integration_events ORDER BY id"))
+        ).scalars()
+        assert list(reasons) == ["reason-2", "reason-3", "reason-4"]
+    warnings = [r for r in log_records if r["level"].name == "WARNING"]
+    assert len(warnings) == 1 and "dropping the oldest" in warnings[0]["message"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -393,7 +395,8 @@ class EventWriter:
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
-        self._pending: list[tuple[Any, ...]] = []
+        # A deque: dropping the oldest row during an outage costs as little as adding one.
+        self._pending: deque[tuple[Any, ...]] = deque()
         # Set while rows wait (the writer sleeps otherwise), and when a batch is full.
         self._waiting = asyncio.Event()
         self._full = asyncio.Event()
@@ -417,7 +420,7 @@ class EventWriter:
             )
         )
         if len(self._pending) > self.max_pending:
-            del self._pending[0]
+            self._pending.popleft()
             if not self._overflowing:  # once per outage, not once per request
                 self._overflowing = True
                 logger.bind(component="webhook").warning(
@@ -435,10 +438,11 @@ class EventWriter:
         """Write every row waiting now; raises when the database refuses them (they are kept)."""
         async with self._lock:
             while self._pending:
-                rows = self._pending[: self.batch]
+                rows = list(itertools.islice(self._pending, self.batch))
                 async with self.pool.acquire() as connection:
                     await WebhookRepository(connection).record(rows)
-                del self._pending[: len(rows)]
+                for _ in rows:
+                    self._pending.popleft()
 
     async def _run(self) -> None:
         while True:
