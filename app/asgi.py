@@ -6,9 +6,10 @@ Run it with `botlyne serve`, or `uvicorn app.asgi:create_app --factory`.
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 from litestar import Litestar, Router
@@ -66,6 +67,27 @@ from app.workers.runtime import (
 )
 
 API_PREFIX = "/api/v1"
+# Young objects the cyclic garbage collector lets accumulate before a pass (CPython: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+@contextmanager
+def collector_tuned_for_serving() -> Iterator[None]:
+    """While the application serves: what start-up built (modules, routes, pools) is frozen out
+    of the cyclic collector's passes, and passes come after 20,000 new objects instead of 700,
+    with older generations visited less often. A request allocates a few hundred objects and
+    nearly all of them are freed by reference counting, so the default made the collector run
+    every few requests, and every full pass walk the whole application (4 % of the server's
+    CPU per webhook delivery in a native profile). Everything is put back at shutdown."""
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
 
 
 def api_router() -> Router:
@@ -185,19 +207,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
         logger.info("botlyne started")
         try:
-            async with monitoring(settings, engine, redis, http, gemini) as monitor:
-                app.state.health_monitor = monitor
-                if settings.run_workers:
-                    async with running(
-                        runners,
-                        keep_applying_timeouts(settings, sessionmaker),
-                        keep_checking_presence(presence, sessionmaker),
-                        monitor.keep_sampling(),
-                        keep_maintaining(settings, engine, metrics.record_maintenance),
-                    ):
+            with collector_tuned_for_serving():
+                async with monitoring(settings, engine, redis, http, gemini) as monitor:
+                    app.state.health_monitor = monitor
+                    if settings.run_workers:
+                        async with running(
+                            runners,
+                            keep_applying_timeouts(settings, sessionmaker),
+                            keep_checking_presence(presence, sessionmaker),
+                            monitor.keep_sampling(),
+                            keep_maintaining(settings, engine, metrics.record_maintenance),
+                        ):
+                            yield
+                    else:
                         yield
-                else:
-                    yield
         finally:
             # Attempts still waiting for the batch writer are stored before the pool closes.
             await app.state.webhook_gate.aclose()
