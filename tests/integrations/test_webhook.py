@@ -472,3 +472,37 @@ async def test_malformed_requests_never_give_a_server_error(
         headers["Content-Type"] = content_type
     response = await peer_client.post(hook(integration), content=body, headers=headers)
     assert 400 <= response.status_code < 500
+
+
+async def test_the_door_and_the_route_answer_alike(
+    peer_client: Client, admin_headers: dict[str, str]
+) -> None:
+    """The canonical path is answered in front of the router, a trailing slash by the Litestar
+    route: the same checks, the same answer, the same headers."""
+    integration = await create_integration(peer_client, admin_headers)
+    answers = []
+    for number, path in enumerate((hook(integration), hook(integration) + "/")):
+        body, headers = signed(integration["secret"], {**GENERIC, "message_id": f"m-{number}"})
+        answers.append(await peer_client.post(path, content=body, headers=headers))
+        rejected = await peer_client.post(path, content=b"{}", headers=headers)
+        assert rejected.status_code == 401
+        assert rejected.json() == {
+            "status_code": 401,
+            "detail": "invalid_signature",
+            "extra": {"reason": "invalid_signature"},
+        }
+        assert rejected.headers["content-type"] == "application/json"
+    for response in answers:
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "accepted"
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-request-id"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["ratelimit-policy"] == '"minute";q=60;w=60, "hour";q=1000;w=3600'
+    assert [answer.headers["ratelimit"][:13] for answer in answers] == [
+        '"minute";r=59',
+        '"minute";r=58',
+    ]
+    recorded = await events(peer_client, admin_headers, integration)
+    assert sorted(e["outcome"] for e in recorded) == ["accepted"] * 2 + ["rejected"] * 2
