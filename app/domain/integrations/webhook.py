@@ -84,7 +84,12 @@ from app.domain.integrations.schemas import (
     EvolutionUpsert,
     GenericPayload,
 )
-from app.domain.integrations.service import SecretEntries, parse_secrets, usable_secrets
+from app.domain.integrations.service import (
+    WEBHOOK_PATH,
+    SecretEntries,
+    parse_secrets,
+    usable_secrets,
+)
 
 if TYPE_CHECKING:
     from litestar.datastructures import State
@@ -106,7 +111,7 @@ FAILED_ATTEMPTS_WINDOW_SECONDS = 60
 CONFIG_CACHE_SECONDS = 2.0
 CONFIG_CACHE_MAX_ENTRIES = 10_000
 _JSON_TYPES = ("application/json",)
-WEBHOOK_PREFIX = "/api/v1/integrations/webhook/"
+WEBHOOK_PREFIX = WEBHOOK_PATH.removesuffix("{id}")
 # The Litestar route's template: metrics label the door's requests with it too.
 WEBHOOK_ROUTE = WEBHOOK_PREFIX + "{integration_id:str}"
 _JSON_HEADER = (b"content-type", b"application/json")
