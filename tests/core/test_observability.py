@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.logging import configure_logging
 from app.core.observability import error_context, error_handler, errors_total
 from app.workers.queue import ClaimedJob, JobRunner
+from tests.helpers import create_integration
 
 
 def json_lines(out: str) -> list[dict[str, object]]:
@@ -82,14 +83,17 @@ async def test_unmatched_requests_carry_a_request_id(client: AsyncTestClient[Lit
     assert len(wrong_method.headers["x-request-id"]) == 32
 
 
+@pytest.mark.parametrize("target", ["api", "webhook"])
 async def test_a_client_gone_before_its_body_is_not_a_server_error(
     app: Litestar,
     client: AsyncTestClient[Litestar],
     admin_headers: dict[str, str],
     log_records: list[Any],
+    target: str,
 ) -> None:
     """The body never arrives (the client disconnected): logged at INFO and counted as 499,
-    neither an ERROR line nor a counted server error."""
+    neither an ERROR line nor a counted server error; through a Litestar route as through the
+    webhook's door."""
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
@@ -98,15 +102,26 @@ async def test_a_client_gone_before_its_body_is_not_a_server_error(
     async def send(message: Any) -> None:
         sent.append(message)
 
-    headers = [(k.lower().encode(), v.encode()) for k, v in admin_headers.items()]
+    if target == "api":
+        path = route = "/api/v1/integrations"
+        headers = [(k.lower().encode(), v.encode()) for k, v in admin_headers.items()]
+    else:
+        integration = await create_integration(client, admin_headers)
+        path = f"/api/v1/integrations/webhook/{integration['id']}"
+        route = "/api/v1/integrations/webhook/{integration_id:str}"
+        headers = []
+        # The app serves on the client's event loop: one request there reads the integration
+        # into the gate's cache, so the call below touches no connection of that loop.
+        unsigned = await client.post(path, json={})
+        assert unsigned.status_code == 401
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/api/v1/integrations",
-        "raw_path": b"/api/v1/integrations",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": [*headers, (b"content-type", b"application/json")],
@@ -124,4 +139,4 @@ async def test_a_client_gone_before_its_body_is_not_a_server_error(
     )
     assert sum(errors_total().values()) == errors_before
     metrics = (await client.get("/metrics")).text
-    assert 'route="/api/v1/integrations",status="499"' in metrics
+    assert f'route="{route}",status="499"' in metrics
