@@ -111,7 +111,9 @@ class Accepted:
     taken_over: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per webhook attempt, and a frozen dataclass sets each field through
+# object.__setattr__.
+@dataclass(slots=True)
 class EventRecord:
     outcome: str
     status_code: int
