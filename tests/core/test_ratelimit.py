@@ -504,6 +504,25 @@ async def test_local_first_alone_is_exact_without_redis() -> None:
         await limiter.aclose()
 
 
+async def test_local_first_memory_is_bounded() -> None:
+    """Past `max_keys` the least recently hit key is forgotten (a fresh burst for it), so a flood
+    of distinct addresses cannot grow the process."""
+    clock = FakeClock()
+    limiter = LocalFirstLimiter(
+        FallbackRateLimiter(None), Limit("failures", 1, 60), max_keys=2, clock=clock
+    )
+    try:
+        assert limiter.refuse("a") is None
+        assert limiter.refuse("a") is not None
+        assert limiter.refuse("b") is None
+        assert limiter.refuse("a") is not None  # a refused hit keeps its key fresh
+        assert limiter.refuse("c") is None  # b goes
+        assert limiter.refuse("a") is not None
+        assert limiter.refuse("b") is None  # forgotten: a fresh burst
+    finally:
+        await limiter.aclose()
+
+
 @pytest.mark.redis
 @pytest.mark.usefixtures("real_redis")
 async def test_local_first_replicas_share_their_counts(key_prefix: str, redis_url: str) -> None:

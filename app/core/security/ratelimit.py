@@ -208,15 +208,22 @@ def _build_decision(limits: tuple[Limit, ...], allowed: bool, offsets: Sequence[
     )
 
 
+def _effective(now: int, tat: int | None) -> int:
+    """A key's TAT as the algorithm reads it: never in the past (absent: now)."""
+    return now if tat is None or tat < now else tat
+
+
+def _admits(now: int, tat: int, limit: Limit) -> bool:
+    """Whether one more hit fits `limit` at `now`, given its effective TAT."""
+    return tat + limit.interval_us - now <= limit.tolerance_us
+
+
 def _gcra(
     now: int, tats: Sequence[int | None], limits: tuple[Limit, ...]
 ) -> tuple[bool, list[int]]:
     """Python twin of the Lua script; returns (allowed, TATs after the decision)."""
-    effective = [now if tat is None or tat < now else tat for tat in tats]
-    allowed = all(
-        tat + limit.interval_us - now <= limit.tolerance_us
-        for tat, limit in zip(effective, limits, strict=True)
-    )
+    effective = [_effective(now, tat) for tat in tats]
+    allowed = all(_admits(now, tat, limit) for tat, limit in zip(effective, limits, strict=True))
     if allowed:
         effective = [tat + limit.interval_us for tat, limit in zip(effective, limits, strict=True)]
     return allowed, effective
@@ -351,12 +358,6 @@ class MemoryRateLimiter:
     def hit_now(self, key: str, limits: Sequence[Limit]) -> Decision:
         """Synchronous ``hit``: no await inside, so it is atomic within an event loop."""
         checked = _validate(key, limits)
-        allowed, offsets = self.apply(key, checked)
-        return _build_decision(checked, allowed, offsets)
-
-    def apply(self, key: str, limits: tuple[Limit, ...]) -> tuple[bool, list[int]]:
-        """Decide and record a hit on validated `limits`: whether it is allowed, and per limit
-        TAT - now (what `_build_decision` reads), without building the decision."""
         now = round(self._clock() * _US)
         entry = self._entries.get(key)
         if entry is None:
@@ -364,13 +365,13 @@ class MemoryRateLimiter:
             self._entries[key] = entry
         else:
             self._entries.move_to_end(key)
-        allowed, tats = _gcra(now, [entry.get(limit.name) for limit in limits], limits)
+        allowed, tats = _gcra(now, [entry.get(limit.name) for limit in checked], checked)
         if allowed:
-            for limit, tat in zip(limits, tats, strict=True):
+            for limit, tat in zip(checked, tats, strict=True):
                 entry[limit.name] = tat
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
-        return allowed, [tat - now for tat in tats]
+        return _build_decision(checked, allowed, [tat - now for tat in tats])
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         return self.hit_now(key, limits)
@@ -550,10 +551,12 @@ class LocalFirstLimiter:
         self._interval = interval
         self._max_keys = max_keys
         self._clock = clock
-        self._memory = MemoryRateLimiter(max_keys, clock=clock)
-        # Hits admitted here since the last report, and keys Redis said are blocked (until when).
+        # Per key, its TAT in this process (µs; insertion order is recency: a hit re-inserts its
+        # key, the oldest goes first past `max_keys`), the hits admitted here since the last
+        # report, and until when Redis said the key waits (µs).
+        self._tats: dict[str, int] = {}
         self._counts: dict[str, int] = {}
-        self._blocked: OrderedDict[str, float] = OrderedDict()
+        self._blocked: dict[str, int] = {}
         self._waiting = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -563,19 +566,22 @@ class LocalFirstLimiter:
 
     def refuse(self, key: str) -> Decision | None:
         """Count a hit on `key`: None when it is allowed, else the refusal (for its headers)."""
+        now = round(self._clock() * _US)
+        limit = self._limits[0]
         until = self._blocked.get(key)
         if until is not None:
-            now = self._clock()
             if until > now:
-                # Blocked by the shared state: refused as the Redis script would have.
-                limit = self.limit
-                wait = round((until - now) * _US)
-                offset = wait - limit.interval_us + limit.tolerance_us
+                # Waiting in the shared state: refused as the Redis script would have.
+                offset = until - now - limit.interval_us + limit.tolerance_us
                 return _build_decision(self._limits, False, [offset])
             del self._blocked[key]
-        allowed, offsets = self._memory.apply(key, self._limits)
-        if not allowed:
-            return _build_decision(self._limits, False, offsets)
+        tat = _effective(now, self._tats.pop(key, None))
+        if not _admits(now, tat, limit):
+            self._tats[key] = tat
+            return _build_decision(self._limits, False, [tat - now])
+        self._tats[key] = tat + limit.interval_us
+        if len(self._tats) > self._max_keys:
+            del self._tats[next(iter(self._tats))]
         self._counts[key] = self._counts.get(key, 0) + 1
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -591,13 +597,13 @@ class LocalFirstLimiter:
             waits = await self._limiter.share(self.limit, counts)
             if not waits:
                 continue
-            now = self._clock()
+            now = round(self._clock() * _US)
             for key, wait in waits.items():
                 if wait > 0:
-                    self._blocked[key] = now + wait / _US
-                    self._blocked.move_to_end(key)
+                    self._blocked.pop(key, None)
+                    self._blocked[key] = now + wait
             while len(self._blocked) > self._max_keys:
-                self._blocked.popitem(last=False)
+                del self._blocked[next(iter(self._blocked))]
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
