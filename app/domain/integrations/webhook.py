@@ -173,10 +173,24 @@ class Prepared:
     """An integration's configuration in the form the checks use, built once per cache fill."""
 
     target: WebhookTarget
+    # The non-empty allowlists (none: every address may deliver).
     allowlists: tuple[tuple[Network, ...], ...]
     secrets: SecretEntries
+    # Some secret is in a rotation's grace period: which are usable depends on the clock.
+    expiring: bool
+    fallback_secret: str | None
     limits: tuple[Limit, ...]
     policy_bytes: bytes
+
+    def usable_secrets(self) -> list[str]:
+        """The secrets a signature may use now (`WEBHOOK_SIGNATURE_SECRET` when it has none)."""
+        if self.expiring:
+            usable = usable_secrets(self.secrets, datetime.now(UTC))
+        else:
+            usable = [secret for secret, _ in self.secrets]
+        if not usable and self.fallback_secret:
+            return [self.fallback_secret]
+        return usable
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +327,14 @@ class WebhookGate:
                 3600,
             ),
         )
+        allowlists = (self.global_allowlist, parse_networks(target.allowed_ips))
+        secrets = parse_secrets(target.secrets)
         return Prepared(
             target=target,
-            allowlists=(self.global_allowlist, parse_networks(target.allowed_ips)),
-            secrets=parse_secrets(target.secrets),
+            allowlists=tuple(allowlist for allowlist in allowlists if allowlist),
+            secrets=secrets,
+            expiring=any(expires is not None for _, expires in secrets),
+            fallback_secret=self.settings.webhook_signature_secret or None,
             limits=limits,
             policy_bytes=policy_header(limits).encode(),
         )
@@ -362,16 +380,15 @@ class WebhookGate:
         attempt = _Attempt(self, scope, receive)
         return await attempt.run(await self.config(integration_id))
 
-    def client_ip(self, scope: Scope, forwarded: list[str]) -> ClientIp:
+    def client_ip(self, scope: Scope, headers: list[tuple[str, str]]) -> ClientIp:
         peer = scope.get("client")
         host = peer[0] if peer else None
         if host is None:
             return _NO_IP
         if not self.trusted_proxies:
             return peer_address(host)
-        return _client_ip(
-            resolve_client_ip(host, ",".join(forwarded) or None, self.trusted_proxies)
-        )
+        forwarded = ",".join(value for name, value in headers if name == "x-forwarded-for")
+        return _client_ip(resolve_client_ip(host, forwarded or None, self.trusted_proxies))
 
 
 class _Attempt:
@@ -388,8 +405,7 @@ class _Attempt:
             for name, value in scope["headers"]
             if name in _READ_HEADERS
         ]
-        forwarded = [value for name, value in self.raw_headers if name == "x-forwarded-for"]
-        self.client_ip, self.client_ip_text = gate.client_ip(scope, forwarded)
+        self.client_ip, self.client_ip_text = gate.client_ip(scope, self.raw_headers)
         self.headers: Headers = []
 
     def header(self, name: str) -> str | None:
@@ -410,7 +426,7 @@ class _Attempt:
             return self.reject(target, HTTP_410_GONE, "integration_deleted")
         if target.status != "active":
             return self.reject(target, HTTP_403_FORBIDDEN, "integration_disabled")
-        if not ip_allowed(self.client_ip, config.allowlists):
+        if config.allowlists and not ip_allowed(self.client_ip, config.allowlists):
             return self.reject(target, HTTP_403_FORBIDDEN, "ip_not_allowed")
 
         limit = gate.settings.webhook_max_body_bytes
@@ -424,9 +440,7 @@ class _Attempt:
         if body is None:
             return self.reject(target, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body_too_large")
 
-        secrets = usable_secrets(config.secrets, datetime.now(UTC))
-        if not secrets and gate.settings.webhook_signature_secret:
-            secrets = [gate.settings.webhook_signature_secret]
+        secrets = config.usable_secrets()
         try:
             verified = verify_signature(
                 self.raw_headers,
