@@ -115,7 +115,7 @@ WEBHOOK_PREFIX = WEBHOOK_PATH.removesuffix("{id}")
 # The Litestar route's template: metrics label the door's requests with it too.
 WEBHOOK_ROUTE = WEBHOOK_PREFIX + "{integration_id:str}"
 _JSON_HEADER = (b"content-type", b"application/json")
-Headers = list[tuple[bytes, bytes]]
+ResponseHeaders = list[tuple[bytes, bytes]]
 
 
 @dataclass(slots=True)
@@ -124,7 +124,7 @@ class Reply:
 
     status: int
     body: bytes
-    headers: Headers = field(default_factory=list)
+    headers: ResponseHeaders = field(default_factory=list)
 
     async def send(self, send: Send) -> None:
         start: HTTPResponseStartEvent = {
@@ -406,7 +406,7 @@ class _Attempt:
             if name in _READ_HEADERS
         ]
         self.client_ip, self.client_ip_text = gate.client_ip(scope, self.raw_headers)
-        self.headers: Headers = []
+        self.headers: ResponseHeaders = []
 
     def header(self, name: str) -> str | None:
         for key, value in self.raw_headers:
