@@ -132,9 +132,11 @@ class EventBus:
         assert self._publisher is not None
         try:
             batch = [
-                (msgspec.json.encode(_envelope(org_id, event)), channels_for(org_id, kind, agent))
+                (
+                    msgspec.json.encode(_envelope(org_id, event)),
+                    channels_for(org_id, str(event["type"]), agent),
+                )
                 for org_id, event, agent in events
-                for kind in (str(event["type"]),)
             ]
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await self._publisher(batch)

@@ -481,10 +481,8 @@ class FallbackRateLimiter:
     async def _try_recover(
         self, remote: RedisRateLimiter, key: str, limits: tuple[Limit, ...]
     ) -> Decision | None:
-        if self._clock() < self._next_probe:
+        if not self._probe_due():
             return None
-        # Pushed forward before awaiting so concurrent requests do not all probe.
-        self._next_probe = self._clock() + self._probe_interval
         try:
             # PING and the real call share one budget: a probing request must not wait
             # longer than any other request would.
@@ -496,6 +494,14 @@ class FallbackRateLimiter:
             return None
         self._recovered()
         return decision
+
+    def _probe_due(self) -> bool:
+        """Degraded, at most one call per `probe_interval` tries Redis again. The next probe is
+        pushed forward before anything is awaited, so concurrent calls do not all probe."""
+        if self._clock() < self._next_probe:
+            return False
+        self._next_probe = self._clock() + self._probe_interval
+        return True
 
     def _recovered(self) -> None:
         self._mode = "redis"
@@ -514,10 +520,8 @@ class FallbackRateLimiter:
         if remote is None or not counts:
             return None
         probing = self._mode == "memory"
-        if probing:
-            if self._clock() < self._next_probe:
-                return None
-            self._next_probe = self._clock() + self._probe_interval
+        if probing and not self._probe_due():
+            return None
         try:
             async with asyncio.timeout(self._timeout):
                 waits = await remote.add(limit, counts)

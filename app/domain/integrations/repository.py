@@ -142,11 +142,8 @@ class _Statement:
         self.sql = re.sub(r"(?<![:\w]):([a-z_]+)", number, sql)
         self.names = tuple(names)
 
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] for name in self.names]
-
     def bind(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        return (self.sql, *self.args(params))
+        return (self.sql, *(params[name] for name in self.names))
 
 
 _TARGET = _Statement(
