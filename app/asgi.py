@@ -224,6 +224,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             # Attempts still waiting for the batch writer are stored before the pool closes.
             await app.state.webhook_gate.aclose()
+            await limiter.aclose()
             await events.aclose()
             await gemini.aclose()
             await http.aclose()

@@ -80,9 +80,9 @@ from typing import Any, Final, Literal
 
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import MaxConnectionsError, NoScriptError
 
-from app.core.redis import TIMEOUTS, OutageJudge
+from app.core.redis import TIMEOUTS, LaneBusy, OutageJudge, RedisLane
 
 __all__ = [
     "GCRA_ADD_LUA",
@@ -290,8 +290,17 @@ return waits
 """
 
 
+# Distinct (key, limits) whose packed script call a `RedisRateLimiter` keeps.
+_PACKED_MAX = 4096
+
+
 class RedisRateLimiter:
-    """GCRA shared by all app instances; one atomic script call per ``hit``."""
+    """GCRA shared by all app instances; one atomic script call per ``hit``.
+
+    A hit's call is the same bytes every time for the same key and limits (the script reads
+    the server's clock), so it is packed once and sent on a `RedisLane`; the client's own path
+    (which loads the script when Redis answers NOSCRIPT) takes over when Redis lost the script
+    or the lane is busy."""
 
     def __init__(self, redis: Redis, prefix: str = "rl:") -> None:
         self._redis = redis
@@ -300,26 +309,52 @@ class RedisRateLimiter:
         # (e.g. after a Redis restart or SCRIPT FLUSH).
         self._script = redis.register_script(GCRA_LUA)
         self._add_script = redis.register_script(GCRA_ADD_LUA)
+        self._lane = RedisLane(redis)
+        self._packed: dict[tuple[str, tuple[Limit, ...]], list[bytes]] = {}
 
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def warm(self, connections: int) -> None:
-        """Open up to `connections` client connections at once and load the script."""
-        await asyncio.gather(*(self._redis.ping() for _ in range(connections)))
+        """Open up to `connections` connections at once, the client's and the lane's, and load
+        the script."""
+        ping = self._lane.pack("PING")
+        await asyncio.gather(
+            *(self._redis.ping() for _ in range(connections)),
+            *(self._lane.call(ping) for _ in range(connections)),
+        )
         await self._redis.script_load(GCRA_LUA)
         await self._redis.script_load(GCRA_ADD_LUA)
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         checked = _validate(key, limits)
-        keys = [f"{self._prefix}{limit.name}:{key}" for limit in checked]
-        args: list[int] = []
-        for limit in checked:
-            args += [limit.interval_us, limit.tolerance_us]
-        reply: Any = await self._script(keys=keys, args=args)
+        command = self._packed.get((key, checked))
+        if command is None:
+            if len(self._packed) >= _PACKED_MAX:
+                self._packed.clear()
+            keys, args = self._script_input(key, checked)
+            command = self._packed[key, checked] = self._lane.pack(
+                "EVALSHA", self._script.sha, len(keys), *keys, *args
+            )
+        reply: Any
+        try:
+            reply = await self._lane.call(command)
+        except (NoScriptError, LaneBusy):
+            keys, args = self._script_input(key, checked)
+            reply = await self._script(keys=keys, args=args)
         if not isinstance(reply, list) or len(reply) != len(checked) + 1:
             raise RuntimeError(f"unexpected reply from rate-limit script: {reply!r}")
         return _build_decision(checked, int(reply[0]) == 1, [int(v) for v in reply[1:]])
+
+    def _script_input(self, key: str, limits: tuple[Limit, ...]) -> tuple[list[str], list[int]]:
+        keys = [f"{self._prefix}{limit.name}:{key}" for limit in limits]
+        args: list[int] = []
+        for limit in limits:
+            args += [limit.interval_us, limit.tolerance_us]
+        return keys, args
+
+    async def aclose(self) -> None:
+        await self._lane.aclose()
 
     async def add(self, limit: Limit, counts: dict[str, int]) -> dict[str, int]:
         """Add hits already admitted elsewhere; per key, microseconds until the next is allowed."""
@@ -425,6 +460,11 @@ class FallbackRateLimiter:
         except Exception as exc:
             _raise_if_cancelling(exc)
             self._degrade(exc)
+
+    async def aclose(self) -> None:
+        """Close the connections kept for the per-request calls (the client is the caller's)."""
+        if self._remote is not None:
+            await self._remote.aclose()
 
     async def hit(self, key: str, limits: Sequence[Limit]) -> Decision:
         # Validate first so caller bugs raise instead of masquerading as a Redis outage.

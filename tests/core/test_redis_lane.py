@@ -1,0 +1,105 @@
+"""`RedisLane`: the request path's own connections, against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.core.redis import LaneBusy, RedisLane
+from app.core.security.ratelimit import RedisRateLimiter
+from tests.core.test_ratelimit import HOUR, MINUTE
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def named_client(redis_url: str) -> AsyncIterator[tuple[Redis, str]]:
+    """A client whose connections (the lane's too) carry a name of their own."""
+    name = f"lane-{uuid.uuid4().hex[:8]}"
+    client = Redis.from_url(redis_url, client_name=name, max_connections=4)
+    yield client, name
+    await client.aclose()
+
+
+async def test_replies_and_error_replies(named_client: tuple[Redis, str], key_prefix: str) -> None:
+    client, _ = named_client
+    lane = RedisLane(client)
+    try:
+        key = f"{key_prefix}value"
+        assert await lane.call(lane.pack("SET", key, "17")) in (b"OK", "OK", True)
+        assert await lane.call(lane.pack("INCRBY", key, 5)) == 22
+        with pytest.raises(ResponseError):
+            await lane.call(lane.pack("LPUSH", key, "x"))  # WRONGTYPE
+        # An error reply leaves the connection usable.
+        assert await lane.call(lane.pack("GET", key)) == b"22"
+    finally:
+        await lane.aclose()
+
+
+async def test_a_connection_cut_by_redis_gets_one_more_try(
+    named_client: tuple[Redis, str], real_redis: Redis, key_prefix: str
+) -> None:
+    client, name = named_client
+    lane = RedisLane(client)
+    key = f"{key_prefix}cut"
+    try:
+        await lane.call(lane.pack("SET", key, "1"))
+        # What a Redis restart does to an idle pooled connection.
+        (connection,) = [c for c in await real_redis.client_list() if c.get("name") == name]
+        assert await real_redis.client_kill_filter(_id=connection["id"]) == 1
+        assert await lane.call(lane.pack("INCR", key)) == 2
+    finally:
+        await lane.aclose()
+
+
+async def test_an_interrupted_call_leaves_no_reply_behind(
+    named_client: tuple[Redis, str], key_prefix: str
+) -> None:
+    client, _ = named_client
+    lane = RedisLane(client, size=1)
+    key = f"{key_prefix}late"
+    try:
+        await lane.call(lane.pack("SET", key, "mine"))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await lane.call(lane.pack("BLPOP", f"{key_prefix}empty", 1))
+        # The one connection answers this call, not the BLPOP's late nil.
+        assert await lane.call(lane.pack("GET", key)) == b"mine"
+    finally:
+        await lane.aclose()
+
+
+async def test_busy_when_every_connection_is_in_use(
+    named_client: tuple[Redis, str], key_prefix: str
+) -> None:
+    client, _ = named_client
+    lane = RedisLane(client, size=1)
+    try:
+        waiting = asyncio.create_task(lane.call(lane.pack("BLPOP", f"{key_prefix}q", 1)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(LaneBusy):
+            await lane.call(lane.pack("PING"))
+        assert await waiting is None
+    finally:
+        await lane.aclose()
+
+
+async def test_limiter_reloads_a_script_redis_lost(
+    named_client: tuple[Redis, str], real_redis: Redis, key_prefix: str
+) -> None:
+    client, _ = named_client
+    limiter = RedisRateLimiter(client, prefix=key_prefix)
+    try:
+        first = await limiter.hit("k", [MINUTE, HOUR])
+        await real_redis.script_flush()  # as after a Redis restart
+        second = await limiter.hit("k", [MINUTE, HOUR])
+        third = await limiter.hit("k", [MINUTE, HOUR])
+    finally:
+        await limiter.aclose()
+    assert first.allowed and second.allowed and third.allowed
+    assert [first.remaining, second.remaining, third.remaining] == [59, 58, 57]
