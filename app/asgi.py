@@ -27,6 +27,7 @@ from app.config import Settings, load_settings
 from app.core.db import create_engine, create_sessionmaker, provide_db_session
 from app.core.errors import EXCEPTION_HANDLERS
 from app.core.events import (
+    PUBLISH_CONNECTIONS,
     EventBus,
     channels_backend,
     channels_publisher,
@@ -37,7 +38,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import RequestObserver
 from app.core.migrations import database_url_for, upgrade
 from app.core.openapi import StrictStructSchemaPlugin, document_api_errors
-from app.core.redis import create_redis
+from app.core.redis import RedisLane, create_redis
 from app.core.resilience import resilience_manager
 from app.core.security.ratelimit import FallbackRateLimiter
 from app.domain.agents.controllers import AgentController
@@ -177,10 +178,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         resilience_manager.configure(settings, redis)
         app.state.http = http = create_http_client()
         app.state.gemini = gemini = GeminiGateway(settings)
+        events_lane = (
+            RedisLane(events_redis, PUBLISH_CONNECTIONS) if events_redis is not None else None
+        )
         publisher = (
-            redis_publisher(events_redis)
-            if events_redis is not None
-            else channels_publisher(backend)
+            redis_publisher(events_lane) if events_lane is not None else channels_publisher(backend)
         )
         app.state.events = events = EventBus(publisher, engine)
         events.bind(sessionmaker)
@@ -230,6 +232,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await http.aclose()
             if redis is not None:
                 await redis.aclose()
+            if events_lane is not None:
+                await events_lane.aclose()
             if events_redis is not None:
                 await events_redis.aclose()
             await engine.dispose()

@@ -55,8 +55,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """The background workers without the HTTP server, until SIGTERM or SIGINT."""
     from app.core.db import create_engine, create_sessionmaker
-    from app.core.events import EventBus, redis_publisher
-    from app.core.redis import create_redis
+    from app.core.events import PUBLISH_CONNECTIONS, EventBus, redis_publisher
+    from app.core.redis import RedisLane, create_redis
     from app.core.resilience import resilience_manager
     from app.domain.agents.presence import Presence
     from app.domain.conversations.answers import KnowledgeAnswerer
@@ -87,7 +87,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         sessionmaker = create_sessionmaker(engine)
         # Events raised here reach API processes through Redis; without it nobody could listen.
-        events = EventBus(redis_publisher(redis) if redis is not None else None, engine)
+        lane = RedisLane(redis, PUBLISH_CONNECTIONS) if redis is not None else None
+        events = EventBus(redis_publisher(lane) if lane is not None else None, engine)
         events.bind(sessionmaker)
         presence = Presence(redis, settings.presence_grace_seconds)
         answerer = KnowledgeAnswerer(gemini)
@@ -108,6 +109,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await gemini.aclose()
             await http.aclose()
+            if lane is not None:
+                await lane.aclose()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()

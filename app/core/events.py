@@ -43,10 +43,13 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from app.config import Settings
+    from app.core.redis import RedisLane
 
 # Events every key of an organization may see; all others are an agent's or the admins' only.
 ORG_WIDE = frozenset({"queue.changed", "agent.status"})
 PUBLISH_TIMEOUT_SECONDS = 1.0
+# Connections of the `RedisLane` a process publishes on (`redis_publisher`).
+PUBLISH_CONNECTIONS = 4
 BACKLOG_LIMIT = 10_000
 # Events published in one round trip at most, by the background publisher.
 PUBLISH_BATCH = 200
@@ -338,16 +341,16 @@ def channels_backend(redis: Redis | None) -> ChannelsBackend:
     return ResilientRedisPubSubBackend(redis=redis, key_prefix="BOTLYNE_CHANNELS")
 
 
-def redis_publisher(redis: Redis) -> Publisher:
+def redis_publisher(lane: RedisLane) -> Publisher:
     """Publish straight to Redis pub/sub: a batch is one pipelined round trip of PUBLISH
-    commands (what the channels' Redis backend subscribes to)."""
+    commands (what the channels' Redis backend subscribes to), on `lane` (of
+    `PUBLISH_CONNECTIONS`)."""
 
     async def publish(batch: Sequence[tuple[bytes, list[str]]]) -> None:
-        async with redis.pipeline(transaction=False) as pipe:
-            for data, channels in batch:
-                for channel in channels:
-                    pipe.publish(channel, data)
-            await pipe.execute()
+        commands = [
+            lane.pack("PUBLISH", channel, data) for data, channels in batch for channel in channels
+        ]
+        await lane.call_all(commands)
 
     return publish
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,13 +18,14 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 
 POOL_SIZE = 64
 SOCKET_TIMEOUT_SECONDS = 0.1
-# Connections a `RedisLane` keeps at most (calls beyond them go through the client).
+# Connections a `RedisLane` keeps at most.
 LANE_SIZE = 32
 
 
@@ -46,69 +47,74 @@ def create_redis(settings: Settings) -> Redis | None:
     return Redis(connection_pool=pool)
 
 
-class LaneBusy(Exception):
-    """Every connection of a `RedisLane` is in use: send this command through the client."""
-
-
 class RedisLane:
     """A few connections of the client's own configuration (address, credentials, database,
-    TLS, protocol) kept for one caller's short commands on the request path.
+    TLS, protocol) kept for one caller's short commands on a hot path.
 
     redis-py's client wraps every command in its pool's bookkeeping (a condition and a lock,
     checks for pending data on release, telemetry hooks, its retry wrapper) and every socket
     write and read in a timer of its own: on the webhook that was more server time than the
-    command's round trip. A lane takes a connection from a plain list, writes the command
-    packed once by the caller (`pack`), reads the reply without timers and gives the connection
-    back: the caller bounds the whole call with its own budget. A connection interrupted
-    mid-call (timeout, cancellation, I/O error) is closed by redis-py before the error reaches
-    the lane, so none is reused with a reply pending; the next call on it connects afresh. A
-    connection a Redis restart cut gets one more try at once, as the client's retry gives it.
-    With all `size` connections busy (at most the client's own pool size), `call` raises
-    `LaneBusy`.
+    command's round trip. A lane takes one of its connections (waiting while all `size` are
+    busy; never more than the client's own pool allows), writes commands the caller packed
+    (`pack`, once for a command sent again and again), reads the replies without timers and
+    gives the connection back: the caller bounds the whole call with its own budget. A
+    connection interrupted mid-call (timeout, cancellation, I/O error) is closed by redis-py
+    before the error reaches the lane, so none is reused with a reply pending; the next call
+    on it connects afresh. A connection a Redis restart cut gets one more try at once, as the
+    client's retry gives it.
     """
 
     def __init__(self, redis: Redis, size: int = LANE_SIZE) -> None:
         pool = redis.connection_pool
         options = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        self._connection = partial(pool.connection_class, **options)
-        # Never connected: only its encoder is used, to pack commands.
-        self._packer = self._connection()
-        self._idle: list[AbstractConnection] = []
-        self._opened = 0
-        # No more than the client itself may open.
-        self._size = min(size, pool.max_connections)
+        new = partial(pool.connection_class, **options)
+        self._connections = [new() for _ in range(min(size, pool.max_connections))]
+        self._idle: asyncio.LifoQueue[AbstractConnection] = asyncio.LifoQueue()
+        for connection in self._connections:
+            self._idle.put_nowait(connection)
 
     def pack(self, *args: str | int | bytes) -> list[bytes]:
-        """The command in wire form, to be sent by `call` as often as needed."""
-        return self._packer.pack_command(*args)
+        """The command in wire form (with the client's encoding), for `call` or `call_all`."""
+        return self._connections[0].pack_command(*args)
 
     async def call(self, command: list[bytes]) -> Any:
         """Send a packed command and return its reply; an error reply raises, as redis-py's
         `ResponseError` (subclasses included, e.g. `NoScriptError`)."""
-        if self._idle:
-            connection = self._idle.pop()
-        elif self._opened < self._size:
-            self._opened += 1
-            connection = self._connection()
-        else:
-            raise LaneBusy
+        return (await self._run(command, 1))[0]
+
+    async def call_all(self, commands: Sequence[list[bytes]]) -> list[Any]:
+        """Send packed commands in one write (a pipeline) and return their replies in order;
+        the first error reply raises once every reply is read."""
+        return await self._run([part for command in commands for part in command], len(commands))
+
+    async def _run(self, wire: list[bytes], replies: int) -> list[Any]:
+        connection = await self._idle.get()
         try:
             try:
-                return await _exchange(connection, command)
+                return await _exchange(connection, wire, replies)
             except RedisConnectionError:
                 # A connection cut since its last use: once more, connecting afresh.
-                return await _exchange(connection, command)
+                return await _exchange(connection, wire, replies)
         finally:
-            self._idle.append(connection)
+            self._idle.put_nowait(connection)
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        await asyncio.gather(*(connection.disconnect() for connection in idle))
+        await asyncio.gather(*(connection.disconnect() for connection in self._connections))
 
 
-async def _exchange(connection: AbstractConnection, command: list[bytes]) -> Any:
-    await connection.send_packed_command(command, check_health=False)
-    return await connection.read_response()
+async def _exchange(connection: AbstractConnection, wire: list[bytes], replies: int) -> list[Any]:
+    await connection.send_packed_command(wire, check_health=False)
+    answers: list[Any] = []
+    error: ResponseError | None = None
+    for _ in range(replies):
+        try:
+            answers.append(await connection.read_response())
+        except ResponseError as exc:
+            error = error or exc
+            answers.append(exc)
+    if error is not None:
+        raise error
+    return answers
 
 
 # What a Redis call that did not answer in time raises (our own budget or the socket's).

@@ -263,16 +263,20 @@ async def test_redis_concurrent_hits_admit_exactly_quota(key_prefix: str, redis_
 
 
 @pytest.mark.redis
-async def test_fallback_treats_pool_exhaustion_as_local(key_prefix: str, redis_url: str) -> None:
+async def test_fallback_waits_for_a_busy_connection(key_prefix: str, redis_url: str) -> None:
+    # One connection for five concurrent hits: they take turns on Redis, none is decided from
+    # memory, and the count stays exact.
     client = Redis.from_url(redis_url, max_connections=1)
     limiter = FallbackRateLimiter(client, timeout=1.0, prefix=key_prefix)
     try:
         decisions = await asyncio.gather(*(limiter.hit("k", [MINUTE]) for _ in range(5)))
     finally:
+        await limiter.aclose()
         await client.aclose()
     assert all(d.allowed for d in decisions)
+    assert sorted(d.remaining for d in decisions) == [55, 56, 57, 58, 59]
     assert limiter.mode == "redis"
-    assert 1 <= limiter.fallback_decisions <= 4
+    assert limiter.fallback_decisions == 0
 
 
 @pytest.mark.redis

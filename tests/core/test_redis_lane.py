@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from app.core.redis import LaneBusy, RedisLane
+from app.core.redis import RedisLane
 from app.core.security.ratelimit import RedisRateLimiter
 from tests.core.test_ratelimit import HOUR, MINUTE
 
@@ -74,17 +74,38 @@ async def test_an_interrupted_call_leaves_no_reply_behind(
         await lane.aclose()
 
 
-async def test_busy_when_every_connection_is_in_use(
+async def test_a_call_waits_while_every_connection_is_in_use(
     named_client: tuple[Redis, str], key_prefix: str
 ) -> None:
     client, _ = named_client
     lane = RedisLane(client, size=1)
     try:
-        waiting = asyncio.create_task(lane.call(lane.pack("BLPOP", f"{key_prefix}q", 1)))
+        blocked = asyncio.create_task(lane.call(lane.pack("BLPOP", f"{key_prefix}q", 0.3)))
         await asyncio.sleep(0.05)
-        with pytest.raises(LaneBusy):
-            await lane.call(lane.pack("PING"))
-        assert await waiting is None
+        waiting = asyncio.create_task(lane.call(lane.pack("PING")))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await blocked is None
+        assert await waiting in (True, b"PONG")
+    finally:
+        await lane.aclose()
+
+
+async def test_pipelined_calls_answer_in_order_and_stay_in_step(
+    named_client: tuple[Redis, str], key_prefix: str
+) -> None:
+    client, _ = named_client
+    lane = RedisLane(client, size=1)
+    key, text = f"{key_prefix}n", f"{key_prefix}text"
+    try:
+        assert await lane.call_all(
+            [lane.pack("INCR", key), lane.pack("INCR", key), lane.pack("INCRBY", key, 10)]
+        ) == [1, 2, 12]
+        await lane.call(lane.pack("SET", text, "x"))
+        with pytest.raises(ResponseError):
+            await lane.call_all([lane.pack("INCR", text), lane.pack("INCR", key)])
+        # Every reply of the failed pipeline was read: the next call gets its own.
+        assert await lane.call(lane.pack("GET", key)) == b"13"
     finally:
         await lane.aclose()
 

@@ -82,7 +82,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import MaxConnectionsError, NoScriptError
 
-from app.core.redis import TIMEOUTS, LaneBusy, OutageJudge, RedisLane
+from app.core.redis import TIMEOUTS, OutageJudge, RedisLane
 
 __all__ = [
     "GCRA_ADD_LUA",
@@ -298,9 +298,8 @@ class RedisRateLimiter:
     """GCRA shared by all app instances; one atomic script call per ``hit``.
 
     A hit's call is the same bytes every time for the same key and limits (the script reads
-    the server's clock), so it is packed once and sent on a `RedisLane`; the client's own path
-    (which loads the script when Redis answers NOSCRIPT) takes over when Redis lost the script
-    or the lane is busy."""
+    the server's clock), so it is packed once and sent on a `RedisLane`; when Redis lost the
+    script (NOSCRIPT) the client's own path sends it again with the script."""
 
     def __init__(self, redis: Redis, prefix: str = "rl:") -> None:
         self._redis = redis
@@ -339,7 +338,7 @@ class RedisRateLimiter:
         reply: Any
         try:
             reply = await self._lane.call(command)
-        except (NoScriptError, LaneBusy):
+        except NoScriptError:
             keys, args = self._script_input(key, checked)
             reply = await self._script(keys=keys, args=args)
         if not isinstance(reply, list) or len(reply) != len(checked) + 1:
