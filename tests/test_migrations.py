@@ -74,3 +74,55 @@ def test_upgrade_downgrade_upgrade_and_check(empty_database: str) -> None:
     command.upgrade(config, "head")
     assert asyncio.run(_objects(empty_database)) == built
     command.check(config)
+
+
+async def _delete_an_organization(url: str) -> dict[str, int]:
+    connection = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        org = await connection.fetchval(
+            "INSERT INTO organizations (name) VALUES ('gone') RETURNING id"
+        )
+        integration = await connection.fetchval(
+            "INSERT INTO integrations (org_id, name, type) "
+            "VALUES ($1, 'i', 'generic') RETURNING id",
+            org,
+        )
+        conversation = await connection.fetchval(
+            "INSERT INTO conversations (org_id, integration_id, thread_key, contact_external_id) "
+            "VALUES ($1, $2, 't', 't') RETURNING id",
+            org,
+            integration,
+        )
+        message = await connection.fetchval(
+            "INSERT INTO messages (org_id, conversation_id, role, content) "
+            "VALUES ($1, $2, 'user', 'hi') RETURNING id",
+            org,
+            conversation,
+        )
+        await connection.execute(
+            "INSERT INTO jobs (kind, org_id, conversation_id, message_id) "
+            "VALUES ('bot_reply', $1, $2, $3)",
+            org,
+            conversation,
+            message,
+        )
+        await connection.execute("DELETE FROM organizations WHERE id = $1", org)
+        row = await connection.fetchrow(
+            "SELECT (SELECT count(*) FROM conversations WHERE org_id = $1) AS conversations, "
+            "(SELECT count(*) FROM messages WHERE org_id = $1) AS messages, "
+            "(SELECT count(*) FROM jobs WHERE org_id = $1) AS jobs",
+            org,
+        )
+        return dict(row)
+    finally:
+        await connection.close()
+
+
+def test_an_organization_takes_its_messages_and_jobs_with_it(empty_database: str) -> None:
+    # Messages and jobs have no key to the organization of their own (0007): the cascade runs
+    # through their conversation and message.
+    command.upgrade(alembic_config(empty_database), "head")
+    left = asyncio.run(_delete_an_organization(empty_database))
+    assert left == {"conversations": 0, "messages": 0, "jobs": 0}
