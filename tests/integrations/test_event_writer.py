@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,3 +68,28 @@ async def test_past_max_pending_the_oldest_rows_are_dropped(
         assert list(reasons) == ["reason-2", "reason-3", "reason-4"]
     warnings = [r for r in log_records if r["level"].name == "WARNING"]
     assert len(warnings) == 1 and "dropping the oldest" in warnings[0]["message"]
+
+
+async def test_addresses_are_stored_as_postgresql_reads_them(clean_db: AsyncEngine) -> None:
+    # The webhook's connections send `inet` in binary form, built by our own encoder.
+    _, connect = clean_db.dialect.create_connect_args(clean_db.url)
+    pool = await create_pool(connect, 1)
+    addresses = ["203.0.113.9", "2001:db8::1", "::1", "10.0.0.255"]
+    try:
+        writer = EventWriter(pool)
+        for address in addresses:
+            writer.add(EventRecord("rejected", 401, "invalid_signature", address, 1.0))
+        await writer.aclose()
+        async with pool.acquire() as connection:
+            stored = await connection.fetch(
+                "SELECT host(client_ip) AS host, masklen(client_ip) AS bits, "
+                "client_ip AS value FROM integration_events ORDER BY id"
+            )
+            network = await connection.fetchval("SELECT '192.0.2.0/24'::inet")
+    finally:
+        await pool.close()
+    assert [row["host"] for row in stored] == addresses
+    assert [row["bits"] for row in stored] == [32, 128, 128, 32]
+    # Read back as asyncpg's own decoder would: an address, or an interface with a netmask.
+    assert [row["value"] for row in stored] == [ipaddress.ip_address(a) for a in addresses]
+    assert network == ipaddress.ip_interface("192.0.2.0/24")

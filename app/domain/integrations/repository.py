@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import re
 import uuid
@@ -11,12 +12,14 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
 import msgspec
 from loguru import logger
 
+from app.core.security.ip import Address
 from app.db.models import Integration, IntegrationConfig, IntegrationEvent
 from app.db.repository import OrgScopedRepository
 
@@ -334,6 +337,27 @@ class WebhookRepository:
         )
 
 
+# PostgreSQL's address families in the binary `inet` form (its own numbering, not the OS's).
+_PG_AF_INET, _PG_AF_INET6 = 2, 3
+
+
+@lru_cache(maxsize=4096)
+def encode_inet(address: str) -> bytes:
+    """A client address (text) in PostgreSQL's binary `inet` form, built once per address:
+    asyncpg's own encoder parses the text again for every row, and every attempt stores one."""
+    parsed = ipaddress.ip_address(address)
+    packed = parsed.packed
+    family = _PG_AF_INET if parsed.version == 4 else _PG_AF_INET6
+    return bytes((family, len(packed) * 8, 0, len(packed))) + packed
+
+
+def decode_inet(data: bytes) -> Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """Binary `inet` as asyncpg gives it: an address, or an interface when it has a netmask."""
+    bits, length = data[1], data[3]
+    address = ipaddress.ip_address(data[4 : 4 + length])
+    return address if bits == length * 8 else ipaddress.ip_interface((address, bits))
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -342,6 +366,9 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
             encoder=lambda value: msgspec.json.encode(value).decode(),
             decoder=msgspec.json.decode,
         )
+    await connection.set_type_codec(
+        "inet", schema="pg_catalog", encoder=encode_inet, decoder=decode_inet, format="binary"
+    )
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
