@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, IdMixin, TimestampMixin
+from app.db.base import Base, IdMixin, TimestampMixin, one_of
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -29,7 +29,7 @@ class AgentQueueEntry(IdMixin, Base):
     __tablename__ = "agent_queue"
     __table_args__ = (
         CheckConstraint("priority BETWEEN 0 AND 3", name="priority"),
-        CheckConstraint("status IN ('waiting', 'assigned', 'cancelled')", name="status"),
+        one_of("status", "waiting", "assigned", "cancelled"),
         # A conversation waits in the queue at most once.
         Index(
             "uq_agent_queue_waiting_conversation",
@@ -76,7 +76,7 @@ class AgentQueueEntry(IdMixin, Base):
 class SupportAgent(IdMixin, TimestampMixin, Base):
     __tablename__ = "support_agents"
     __table_args__ = (
-        CheckConstraint("status IN ('online', 'away', 'busy', 'offline')", name="status"),
+        one_of("status", "online", "away", "busy", "offline"),
         CheckConstraint("max_concurrent_conversations >= 1", name="capacity"),
         # Raised by assignment (a conditional UPDATE), lowered by the trigger that sees an
         # assignment end; never negative whoever ends it.
@@ -112,9 +112,7 @@ class SupportAgent(IdMixin, TimestampMixin, Base):
 class AgentAssignment(IdMixin, Base):
     __tablename__ = "agent_assignments"
     __table_args__ = (
-        CheckConstraint(
-            "assignment_type IN ('auto', 'manual', 'escalation', 'transfer')", name="type"
-        ),
+        one_of("assignment_type", "auto", "manual", "escalation", "transfer", name="type"),
         # The invariant: a conversation is never held by two agents.
         Index(
             "uq_agent_assignments_active_conversation",

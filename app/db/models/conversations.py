@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, IdMixin, TimestampMixin
+from app.db.base import Base, IdMixin, TimestampMixin, one_of
 
 CONVERSATION_STATUSES = ("bot", "queued", "assigned", "resolved")
 MESSAGE_ROLES = ("user", "bot", "agent", "system")
@@ -30,8 +29,8 @@ MESSAGE_ROLES = ("user", "bot", "agent", "system")
 class Conversation(IdMixin, TimestampMixin, Base):
     __tablename__ = "conversations"
     __table_args__ = (
-        CheckConstraint("status IN ('bot', 'queued', 'assigned', 'resolved')", name="status"),
-        CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),
+        one_of("status", "bot", "queued", "assigned", "resolved"),
+        one_of("priority", "low", "normal", "high", "urgent"),
         # One conversation per thread of an integration, found again by the sender's key and
         # reopened when it was resolved.
         UniqueConstraint("integration_id", "thread_key"),
@@ -84,11 +83,8 @@ class Conversation(IdMixin, TimestampMixin, Base):
 class Message(IdMixin, Base):
     __tablename__ = "messages"
     __table_args__ = (
-        CheckConstraint("role IN ('user', 'bot', 'agent', 'system')", name="role"),
-        CheckConstraint(
-            "delivery_status IS NULL OR delivery_status IN ('pending', 'sent', 'failed')",
-            name="delivery_status",
-        ),
+        one_of("role", "user", "bot", "agent", "system"),
+        one_of("delivery_status", "pending", "sent", "failed"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
         Index(
             "uq_messages_conversation_external",

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -26,14 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, IdMixin, TimestampMixin
+from app.db.base import Base, IdMixin, TimestampMixin, one_of
 
 
 class Integration(IdMixin, TimestampMixin, Base):
     __tablename__ = "integrations"
     __table_args__ = (
-        CheckConstraint("type IN ('generic', 'evolution')", name="type"),
-        CheckConstraint("status IN ('active', 'disabled')", name="status"),
+        one_of("type", "generic", "evolution"),
+        one_of("status", "active", "disabled"),
         Index("ix_integrations_org_id", "org_id"),
         # The knowledge base must be the organization's own; deleting it nulls only the
         # reference (the integration then answers from the organization's default one).
@@ -93,7 +92,7 @@ class IntegrationEvent(Base):
 
     __tablename__ = "integration_events"
     __table_args__ = (
-        CheckConstraint("outcome IN ('accepted', 'duplicate', 'rejected')", name="outcome"),
+        one_of("outcome", "accepted", "duplicate", "rejected"),
         # The database decides what a duplicate is: one accepted delivery per key.
         Index(
             "uq_integration_events_delivery",

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
@@ -27,14 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base
+from app.db.base import Base, one_of
 
 
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint("kind IN ('bot_reply', 'deliver')", name="kind"),
-        CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status"),
+        one_of("kind", "bot_reply", "deliver"),
+        one_of("status", "pending", "running", "done", "failed"),
         # At most one job of a kind per message: enqueueing twice is harmless. message_id first
         # so deleting messages finds their jobs (ON DELETE CASCADE) through this index.
         UniqueConstraint("message_id", "kind"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String
+from sqlalchemy import DateTime, ForeignKey, Index, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, IdMixin, TimestampMixin
+from app.db.base import Base, IdMixin, TimestampMixin, one_of
 
 
 class Organization(IdMixin, TimestampMixin, Base):
@@ -21,7 +21,7 @@ class Organization(IdMixin, TimestampMixin, Base):
 class ApiKey(IdMixin, TimestampMixin, Base):
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role IN ('admin', 'agent')", name="role"),
+        one_of("role", "admin", "agent"),
         Index("ix_api_keys_org_id", "org_id"),
     )
 
