@@ -89,8 +89,10 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), header, *SECURITY_HEADERS]
-                if api and all(name.lower() != CACHE_CONTROL for name, _ in headers):
+                own = message.get("headers", ())
+                headers = [*own, header, *SECURITY_HEADERS]
+                # Only the application's headers can name a cache policy: ours never do.
+                if api and all(name.lower() != CACHE_CONTROL for name, _ in own):
                     headers.append(NO_STORE)
                 message["headers"] = headers
             await send(message)

@@ -75,7 +75,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from loguru import logger
@@ -114,6 +114,11 @@ class Limit:
     name: str
     quota: int
     window_seconds: int
+    # Derived once (every decision reads them): the emission interval T, the time for one unit
+    # of quota to come back, and the burst tolerance tau = quota * T (exactly ``quota``
+    # requests from empty).
+    interval_us: int = field(init=False, repr=False, compare=False)
+    tolerance_us: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.fullmatch(self.name):
@@ -122,16 +127,9 @@ class Limit:
             raise ValueError("quota and window_seconds must be >= 1")
         if self.quota > self.window_seconds * _US:
             raise ValueError("quota too large: emission interval would be below 1 microsecond")
-
-    @property
-    def interval_us(self) -> int:
-        """Emission interval T: time for one unit of quota to come back."""
-        return self.window_seconds * _US // self.quota
-
-    @property
-    def tolerance_us(self) -> int:
-        """Burst tolerance tau = quota * T (exactly ``quota`` requests from empty)."""
-        return self.interval_us * self.quota
+        interval = self.window_seconds * _US // self.quota
+        object.__setattr__(self, "interval_us", interval)
+        object.__setattr__(self, "tolerance_us", interval * self.quota)
 
 
 @dataclass(frozen=True, slots=True)

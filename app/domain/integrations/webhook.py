@@ -531,10 +531,15 @@ class _Attempt:
             message: HTTPReceiveMessage = await self.receive()  # type: ignore[assignment]
             if message["type"] == "http.disconnect":
                 raise ClientGone
-            chunks += message.get("body", b"")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not more and not chunks:
+                # The whole body in one message (the usual case): no copy.
+                return body if len(body) <= limit else None
+            chunks += body
             if len(chunks) > limit:
                 return None
-            if not message.get("more_body", False):
+            if not more:
                 return bytes(chunks)
 
     def retry_after(self, decision: Decision) -> None:
