@@ -32,10 +32,14 @@ def empty_database(database_url: str) -> Iterator[str]:
     asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
-async def _objects(url: str) -> dict[str, list[str]]:
-    connection = await asyncpg.connect(
+async def _connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(
         make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
+
+
+async def _objects(url: str) -> dict[str, list[str]]:
+    connection = await _connect(url)
     try:
         tables = await connection.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
@@ -77,9 +81,7 @@ def test_upgrade_downgrade_upgrade_and_check(empty_database: str) -> None:
 
 
 async def _delete_an_organization(url: str) -> dict[str, int]:
-    connection = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    connection = await _connect(url)
     try:
         org = await connection.fetchval(
             "INSERT INTO organizations (name) VALUES ('gone') RETURNING id"
