@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, IdMixin, TimestampMixin, one_of
+from app.db.models.agents import PRIORITIES
 
 CONVERSATION_STATUSES = ("bot", "queued", "assigned", "resolved")
 MESSAGE_ROLES = ("user", "bot", "agent", "system")
@@ -29,8 +30,8 @@ MESSAGE_ROLES = ("user", "bot", "agent", "system")
 class Conversation(IdMixin, TimestampMixin, Base):
     __tablename__ = "conversations"
     __table_args__ = (
-        one_of("status", "bot", "queued", "assigned", "resolved"),
-        one_of("priority", "low", "normal", "high", "urgent"),
+        one_of("status", *CONVERSATION_STATUSES),
+        one_of("priority", *PRIORITIES),
         # One conversation per thread of an integration, found again by the sender's key and
         # reopened when it was resolved.
         UniqueConstraint("integration_id", "thread_key"),
@@ -83,7 +84,7 @@ class Conversation(IdMixin, TimestampMixin, Base):
 class Message(IdMixin, Base):
     __tablename__ = "messages"
     __table_args__ = (
-        one_of("role", "user", "bot", "agent", "system"),
+        one_of("role", *MESSAGE_ROLES),
         one_of("delivery_status", "pending", "sent", "failed"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
         Index(

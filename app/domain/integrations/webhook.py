@@ -564,7 +564,6 @@ class _Attempt:
                 delivery_key=delivery_key,
                 org_id=target.org_id if target else None,
                 integration_id=target.id if target else None,
-                received_at=datetime.now(UTC),
             )
         )
         self.gate.metrics.count_webhook(outcome, reason)
